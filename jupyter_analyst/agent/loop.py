@@ -1,0 +1,215 @@
+"""The agent loop: a generator of typed events over a Policy and an Executor.
+
+The run ends only on ``final_answer`` or on a budget. A reply without a tool call gets a
+short "continue" message instead of ending the run: ending on the first plain reply is
+exactly why the base model in the original experiment stopped after 1.2 turns. Errors the
+model or its code causes become the next observation (that is the fix loop); errors in our
+own code raise.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+
+from ..errors import BackendError
+from .observe import DEFAULT_LIMIT, observe
+from .parsing import FORMAT_HINT, parse_tool_calls
+from .prompts import CONTINUE_MESSAGE, SYSTEM_PROMPT
+from .tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT, TOOLS
+from .types import (
+    AssistantTurn,
+    CellAdded,
+    CellExecuted,
+    Event,
+    Executor,
+    Message,
+    ModelReplied,
+    Policy,
+    RunFinished,
+    StepStarted,
+    StopReason,
+    ToolCall,
+    ToolSpec,
+)
+
+
+@dataclass
+class Budget:
+    """Limits of one run; ``None`` means unlimited."""
+
+    max_steps: int = 40
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+
+
+_Stop = tuple[StopReason, "str | None", str]
+
+
+@dataclass
+class _Tally:
+    tokens: int = 0
+    errors: int = 0
+    fixed: int = 0
+    last_failed: bool = False
+
+
+class AgentLoop:
+    """Drives one analysis. Iterate :meth:`run`; ``messages`` is the whole conversation.
+
+    ``should_stop`` is polled between steps so a UI or Ctrl-C can end a run cleanly.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        executor: Executor,
+        budget: Budget | None = None,
+        *,
+        tools: list[ToolSpec] | None = None,
+        system_prompt: str = SYSTEM_PROMPT,
+        observation_limit: int = DEFAULT_LIMIT,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.executor = executor
+        self.budget = budget or Budget()
+        self.tools = tools if tools is not None else TOOLS
+        self.system_prompt = system_prompt
+        self.observation_limit = observation_limit
+        self.should_stop = should_stop or (lambda: False)
+        self.messages: list[Message] = []
+        self.finished: RunFinished | None = None
+
+    def run(self, task: str) -> Iterator[Event]:
+        """Yield events until the run ends; the last one is always :class:`RunFinished`."""
+        self.messages = [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": task},
+        ]
+        start = time.monotonic()
+        tally = _Tally()
+        step = 0
+
+        def finish(reason: StopReason, answer: str | None = None, detail: str = "") -> RunFinished:
+            self.finished = RunFinished(
+                reason=reason,
+                answer=answer,
+                steps=step,
+                tokens=tally.tokens,
+                seconds=round(time.monotonic() - start, 3),
+                errors=tally.errors,
+                errors_fixed=tally.fixed,
+                detail=detail,
+            )
+            return self.finished
+
+        while True:
+            stop = self._budget_exceeded(step, tally.tokens, time.monotonic() - start)
+            if stop is None and self.should_stop():
+                stop = StopReason.STOPPED
+            if stop is not None:
+                yield finish(stop, detail=f"stopped: {stop.value}")
+                return
+            step += 1
+            yield StepStarted(step)
+            t0 = time.monotonic()
+            try:
+                turn = self.policy(self.messages, self.tools)
+            except BackendError as exc:
+                yield finish(StopReason.MODEL_ERROR, detail=str(exc))
+                return
+            tally.tokens += turn.usage.total
+            calls, problem = self._calls_of(turn)
+            yield ModelReplied(step, turn, calls, round(time.monotonic() - t0, 3), problem)
+            self.messages.append(_assistant_message(turn, calls))
+            if not calls:
+                self.messages.append({"role": "user", "content": problem})
+                continue
+            for call in calls:
+                outcome = yield from self._act(step, call, tally)
+                if outcome is not None:
+                    reason, answer, detail = outcome
+                    yield finish(reason, answer, detail)
+                    return
+
+    def _budget_exceeded(self, step: int, tokens: int, elapsed: float) -> StopReason | None:
+        b = self.budget
+        if step >= b.max_steps:
+            return StopReason.MAX_STEPS
+        if b.max_tokens is not None and tokens >= b.max_tokens:
+            return StopReason.MAX_TOKENS
+        if b.max_seconds is not None and elapsed >= b.max_seconds:
+            return StopReason.MAX_TIME
+        return None
+
+    @staticmethod
+    def _calls_of(turn: AssistantTurn) -> tuple[list[ToolCall], str]:
+        """The calls to act on, or the message telling the model why there are none."""
+        if turn.tool_calls:
+            return list(turn.tool_calls), ""
+        parsed = parse_tool_calls(turn.content)
+        if parsed.calls:
+            turn.content = parsed.content
+            turn.reasoning = turn.reasoning or parsed.reasoning
+            return parsed.calls, ""
+        return [], parsed.error or CONTINUE_MESSAGE
+
+    def _act(self, step: int, call: ToolCall, tally: _Tally) -> Generator[Event, None, _Stop | None]:
+        """Run one tool call; return (reason, answer, detail) when it ends the run."""
+        problem = _invalid(call)
+        if problem:
+            self._tool_message(call, problem)
+            return None
+        value = str(call.arguments[TOOL_ARGUMENT[call.name]])
+        cell_id = uuid.uuid4().hex[:8]
+        if call.name == FINAL_TOOL:
+            yield CellAdded(step, cell_id, "markdown", value, "conclusions")
+            self._tool_message(call, "ok: the analysis is finished")
+            return StopReason.FINAL_ANSWER, value, ""
+        if call.name == MARKDOWN_TOOL:
+            yield CellAdded(step, cell_id, "markdown", value, "markdown")
+            self._tool_message(call, "ok: markdown cell added")
+            return None
+        yield CellAdded(step, cell_id, "code", value, "code")
+        result = self.executor.execute(value)
+        text = observe(result, self.observation_limit)
+        fixed = result.ok and tally.last_failed
+        if result.ok:
+            tally.fixed += int(fixed)
+        else:
+            tally.errors += 1
+        tally.last_failed = not result.ok
+        yield CellExecuted(step, cell_id, result, text, fixed)
+        self._tool_message(call, text)
+        if result.status == "dead":
+            return StopReason.KERNEL_DIED, None, "the kernel died while running a cell"
+        return None
+
+    def _tool_message(self, call: ToolCall, content: str) -> None:
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
+
+
+def _invalid(call: ToolCall) -> str:
+    """Why a parsed call can't run, in words the model can act on; '' when it can."""
+    if call.name not in TOOL_ARGUMENT:
+        names = ", ".join(t["function"]["name"] for t in TOOLS)
+        return f"Error: there is no tool named {call.name!r}. Available tools: {names}."
+    if "__raw_arguments__" in call.arguments:
+        return "Error: the tool arguments were not valid JSON. " + FORMAT_HINT
+    arg = TOOL_ARGUMENT[call.name]
+    value = call.arguments.get(arg)
+    if not isinstance(value, str) or not value.strip():
+        return f"Error: {call.name} needs a non-empty string argument {arg!r}."
+    if call.name == CODE_TOOL and len(value) > 20_000:
+        return "Error: the cell is too long; split it into smaller cells."
+    return ""
+
+
+def _assistant_message(turn: AssistantTurn, calls: list[ToolCall]) -> Message:
+    msg: Message = {"role": "assistant", "content": turn.content or ""}
+    if calls:
+        msg["tool_calls"] = [c.to_openai() for c in calls]
+    return msg

@@ -1,0 +1,108 @@
+"""Write a run into an ``.ipynb`` file, saved after every step.
+
+Every save is an atomic replace (write a sibling temp file, fsync, ``os.replace``), so a
+crash or Ctrl-C mid-run leaves the previous valid notebook, never half a file. Agent cells
+carry ``metadata.jupyter_analyst`` (run id, step, role) and the ``jupyter-analyst`` tag so
+later tools (the live extension, the exporter) can tell them from the user's cells.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbformat import NotebookNode
+
+from ..agent.types import CellAdded, CellExecuted, CellResult, CellRole, Event, RunFinished
+
+TAG = "jupyter-analyst"
+META_KEY = "jupyter_analyst"
+
+
+def agent_metadata(run_id: str, step: int, role: CellRole) -> dict[str, Any]:
+    """Cell metadata that marks a cell as written by the agent."""
+    return {META_KEY: {"run_id": run_id, "step": step, "role": role}, "tags": [TAG]}
+
+
+def is_agent_cell(cell: dict[str, Any]) -> bool:
+    return META_KEY in cell.get("metadata", {})
+
+
+def atomic_write(nb: NotebookNode, path: Path) -> None:
+    """Validate and write ``nb`` so readers only ever see a whole, valid file."""
+    nbformat.validate(nb)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            nbformat.write(nb, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class NotebookWriter:
+    """Builds the notebook of one run from the loop's events and keeps it saved on disk."""
+
+    def __init__(self, path: str | Path, run_id: str, metadata: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.run_id = run_id
+        self.nb = nbformat.v4.new_notebook()
+        self.nb.metadata.update(
+            {
+                "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+                "language_info": {"name": "python"},
+                META_KEY: {"run_id": run_id, **(metadata or {})},
+            }
+        )
+        self._cells: dict[str, NotebookNode] = {}
+
+    # -- building -------------------------------------------------------------------
+    def add_cell(self, cell_type: str, source: str, role: CellRole, step: int, cell_id: str) -> NotebookNode:
+        meta = agent_metadata(self.run_id, step, role)
+        if cell_type == "code":
+            cell = nbformat.v4.new_code_cell(source, metadata=meta, id=cell_id)
+        else:
+            cell = nbformat.v4.new_markdown_cell(source, metadata=meta, id=cell_id)
+        self.nb.cells.append(cell)
+        self._cells[cell_id] = cell
+        return cell
+
+    def set_result(self, cell_id: str, result: CellResult) -> None:
+        cell = self._cells[cell_id]
+        cell.outputs = [nbformat.from_dict(o) for o in result.outputs]
+        cell.execution_count = result.execution_count
+        cell.metadata[META_KEY]["status"] = result.status
+        cell.metadata[META_KEY]["seconds"] = round(result.duration, 3)
+
+    def update_metadata(self, **values: Any) -> None:
+        self.nb.metadata[META_KEY].update(values)
+
+    def handle(self, event: Event) -> None:
+        """Consume one loop event; saves whenever the notebook changed."""
+        if isinstance(event, CellAdded):
+            self.add_cell(event.cell_type, event.source, event.role, event.step, event.cell_id)
+            self.save()  # a cell that hangs or kills the kernel is then visible on disk
+        elif isinstance(event, CellExecuted):
+            self.set_result(event.cell_id, event.result)
+            self.save()
+        elif isinstance(event, RunFinished):
+            self.update_metadata(
+                stop_reason=event.reason.value,
+                steps=event.steps,
+                tokens=event.tokens,
+                seconds=event.seconds,
+                errors=event.errors,
+                errors_fixed=event.errors_fixed,
+            )
+            self.save()
+
+    def save(self) -> Path:
+        atomic_write(self.nb, self.path)
+        return self.path

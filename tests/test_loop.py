@@ -1,0 +1,143 @@
+"""The loop's contract, driven by scripted policies over an in-process executor.
+
+The same contract is exercised on a real kernel in test_run.py; here each rule is isolated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import traceback
+from typing import Any
+
+import pytest
+
+from jupyter_analyst.agent import AgentLoop, Budget, CellExecuted, ModelReplied, RunFinished, StopReason
+from jupyter_analyst.agent.prompts import CONTINUE_MESSAGE
+from jupyter_analyst.agent.types import AssistantTurn, CellResult, Message, Usage
+from jupyter_analyst.errors import BackendError
+from jupyter_analyst.models.scripted import ScriptedPolicy, code, final, markdown
+
+
+class InProcessExecutor:
+    """exec() in a namespace: enough to test the loop without starting a kernel."""
+
+    def __init__(self) -> None:
+        self.ns: dict[str, Any] = {}
+        self.count = 0
+        self.dead = False
+
+    def execute(self, source: str) -> CellResult:
+        if self.dead:
+            return CellResult(status="dead")
+        self.count += 1
+        buf = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buf):
+                exec(source, self.ns)
+        except SystemExit:
+            self.dead = True
+            return CellResult(status="dead")
+        except Exception as exc:  # noqa: BLE001 - the model's error is an observation
+            tb = traceback.format_exception(exc)
+            return CellResult(status="error", error_name=type(exc).__name__, error_value=str(exc),
+                              traceback=tb, execution_count=self.count,
+                              outputs=[{"output_type": "stream", "name": "stdout", "text": buf.getvalue()}])
+        outs = [{"output_type": "stream", "name": "stdout", "text": buf.getvalue()}] if buf.getvalue() else []
+        return CellResult(status="ok", outputs=outs, execution_count=self.count)
+
+
+def run(policy: Any, budget: Budget | None = None, **kw: Any) -> tuple[AgentLoop, list[Any]]:
+    loop = AgentLoop(policy, InProcessExecutor(), budget or Budget(max_steps=10), **kw)
+    return loop, list(loop.run("Task: analyse"))
+
+
+def test_final_answer_ends_the_run() -> None:
+    loop, events = run(ScriptedPolicy([code("x = 2\nprint(x * 21)"), markdown("## Done"), final("x is 42")]))
+    end = events[-1]
+    assert isinstance(end, RunFinished) and end.reason is StopReason.FINAL_ANSWER
+    assert end.answer == "x is 42" and end.steps == 3
+    executed = [e for e in events if isinstance(e, CellExecuted)]
+    assert executed[0].observation == "42"
+    assert loop.messages[-1]["role"] == "tool" and loop.messages[-1]["tool_call_id"]
+
+
+def test_a_model_that_never_calls_a_tool_runs_to_the_step_budget() -> None:
+    loop, events = run(ScriptedPolicy([], fallback="I think the data looks fine."), Budget(max_steps=5))
+    end = events[-1]
+    assert end.reason is StopReason.MAX_STEPS and end.steps == 5 and end.answer is None
+    nudges = [m for m in loop.messages if m["role"] == "user" and m["content"] == CONTINUE_MESSAGE]
+    assert len(nudges) == 5
+
+
+def test_unparseable_reply_becomes_an_observation() -> None:
+    bad = '<tool_call>\n{"name": "final_answer", "arguments": {oops}\n</tool_call>'
+    loop, events = run(ScriptedPolicy([bad, final("ok")]))
+    replied = [e for e in events if isinstance(e, ModelReplied)]
+    assert "tried to call a tool" in replied[0].problem
+    assert loop.messages[3]["role"] == "user" and "tried to call a tool" in loop.messages[3]["content"]
+    assert events[-1].reason is StopReason.FINAL_ANSWER
+
+
+def test_error_then_fix_only_after_the_traceback_is_seen() -> None:
+    def fix(messages: list[Message]) -> Any:
+        last = messages[-1]
+        if last["role"] == "tool" and "NameError" in last["content"] and "undefined_total" in last["content"]:
+            return code("total = 10\nprint(total)")
+        return code("raise RuntimeError('policy did not see the traceback')")
+
+    loop, events = run(ScriptedPolicy([code("a = 1"), code("print(undefined_total)"), fix, final("total is 10")]))
+    executed = [e for e in events if isinstance(e, CellExecuted)]
+    assert [e.result.status for e in executed] == ["ok", "error", "ok"]
+    assert executed[1].observation.startswith("Error: NameError")
+    assert executed[2].fixed_error and executed[2].observation == "10"
+    end = events[-1]
+    assert end.errors == 1 and end.errors_fixed == 1 and end.reason is StopReason.FINAL_ANSWER
+
+
+def test_unknown_tool_and_bad_arguments_are_told_to_the_model() -> None:
+    turn = AssistantTurn(content="<tool_call>\n<function=delete_everything>\n</function>\n</tool_call>")
+    loop, events = run(ScriptedPolicy([turn, code(""), final("done")]))
+    tool_msgs = [m["content"] for m in loop.messages if m["role"] == "tool"]
+    assert "no tool named 'delete_everything'" in tool_msgs[0]
+    assert "needs a non-empty string argument 'code'" in tool_msgs[1]
+
+
+def test_backend_error_stops_with_model_error() -> None:
+    def broken(messages: list[Message], tools: list[Any]) -> AssistantTurn:
+        raise BackendError("cannot reach the model server at http://127.0.0.1:9: connection refused")
+
+    broken.name = "broken"  # type: ignore[attr-defined]
+    _, events = run(broken)
+    assert events[-1].reason is StopReason.MODEL_ERROR and "connection refused" in events[-1].detail
+
+
+def test_dead_kernel_stops_the_run() -> None:
+    _, events = run(ScriptedPolicy([code("raise SystemExit"), final("never")]))
+    assert events[-1].reason is StopReason.KERNEL_DIED
+
+
+def test_token_and_stop_budgets() -> None:
+    costly = AssistantTurn(content="thinking...", usage=Usage(1000, 500))
+    _, events = run(ScriptedPolicy([costly] * 10), Budget(max_steps=10, max_tokens=3000))
+    assert events[-1].reason is StopReason.MAX_TOKENS and events[-1].steps == 2
+    flag = {"stop": False}
+
+    def stopper(messages: list[Message]) -> Any:
+        flag["stop"] = True
+        return code("print(1)")
+
+    _, events = run(ScriptedPolicy([stopper, final("x")]), should_stop=lambda: flag["stop"])
+    assert events[-1].reason is StopReason.STOPPED and events[-1].steps == 1
+
+
+def test_time_budget() -> None:
+    _, events = run(ScriptedPolicy([code("import time; time.sleep(0.3)")] * 5), Budget(max_steps=10, max_seconds=0.2))
+    assert events[-1].reason is StopReason.MAX_TIME
+
+
+@pytest.mark.parametrize("raw", ["not json", "[1, 2]"])
+def test_raw_arguments_are_reported(raw: str) -> None:
+    from jupyter_analyst.models.scripted import _args
+
+    assert "__raw_arguments__" in _args(raw)
