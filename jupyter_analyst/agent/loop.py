@@ -166,7 +166,8 @@ class AgentLoop:
         value = str(call.arguments[TOOL_ARGUMENT[call.name]])
         cell_id = uuid.uuid4().hex[:8]
         if call.name == FINAL_TOOL:
-            yield CellAdded(step, cell_id, "markdown", value, "conclusions")
+            source = value if value.lstrip().startswith("#") else f"## Conclusions\n\n{value}"
+            yield CellAdded(step, cell_id, "markdown", source, "conclusions")
             self._tool_message(call, "ok: the analysis is finished")
             return StopReason.FINAL_ANSWER, value, ""
         if call.name == MARKDOWN_TOOL:

@@ -19,6 +19,9 @@ DEFAULT_LIMIT = 1500
 """Characters per observation: ~400 tokens, so 30 steps of code + output fit in ~16k."""
 
 
+SMALL_FRAME_ROWS = 12
+
+
 def strip_ansi(text: str) -> str:
     return ANSI_RE.sub("", text)
 
@@ -121,7 +124,11 @@ def observe(result: CellResult, limit: int = DEFAULT_LIMIT) -> str:
             if "image/png" in data or "image/svg+xml" in data:
                 pieces.append(describe_figure(figures.pop(0)) if figures else "[figure]")
             elif frames and "text/html" in data:
-                pieces.append(describe_frame(frames.pop(0)))
+                fact = frames.pop(0)
+                if (fact.get("shape") or [0])[0] <= SMALL_FRAME_ROWS and "text/plain" in data:
+                    # A small result table (describe(), a group summary) is worth showing whole.
+                    fact = {**fact, "head": strip_ansi(_mime_text(out))}
+                pieces.append(describe_frame(fact))
             elif "text/plain" in data:
                 pieces.append(strip_ansi(_mime_text(out)))
             elif "text/markdown" in data or "text/html" in data:

@@ -1,0 +1,259 @@
+"""``jupyter analyst``: run an analysis headless, list profiles, serve a model, export.
+
+Errors we expect (bad input, unreachable server, dead kernel) print one line and exit with
+a code that says how the run ended; only a bug in our own code shows a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .errors import AnalystError
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_INPUT = 2
+EXIT_BUDGET = 3
+EXIT_KERNEL = 4
+EXIT_MODEL = 5
+EXIT_STOPPED = 130
+
+EXIT_BY_REASON = {
+    "final_answer": EXIT_OK,
+    "max_steps": EXIT_BUDGET,
+    "max_tokens": EXIT_BUDGET,
+    "max_time": EXIT_BUDGET,
+    "kernel_died": EXIT_KERNEL,
+    "model_error": EXIT_MODEL,
+    "stopped": EXIT_STOPPED,
+}
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (default: the best that can serve on this machine)")
+    g.add_argument("--profile", help="a named profile (see `jupyter analyst models`)")
+    g.add_argument("--model", help="base model: Hugging Face id or local folder (or the served model name with --base-url)")
+    g.add_argument("--adapter", help="LoRA adapter: Hugging Face id or local folder")
+    g.add_argument("--quantization", choices=["4bit", "8bit", "none", "auto"], help="how to load --model")
+    g.add_argument("--device", choices=["auto", "cuda", "cpu"], help="where to load --model")
+    g.add_argument("--base-url", help="an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio)")
+    g.add_argument("--api-key", help="API key for --base-url (default: $OPENAI_API_KEY)")
+    g.add_argument("--temperature", type=float, help="sampling temperature")
+    g.add_argument("--max-new-tokens", type=int, help="tokens per model reply")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter analyst",
+        description="A local LLM data analyst that writes and runs a Jupyter notebook.",
+    )
+    parser.add_argument("--version", action="version", version=f"jupyter-analyst {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="analyse a data file into a finished notebook")
+    run.add_argument("data", type=Path, help="CSV, TSV, Parquet, Excel, JSON or JSON-lines file")
+    run.add_argument("-q", "--question", help="what to find out (default: a general exploration)")
+    run.add_argument("-o", "--output", type=Path, help="notebook to write (default: <data>_analysis.ipynb)")
+    run.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    run.add_argument("--max-steps", type=int, default=40, help="model turns before the run stops (default 40)")
+    run.add_argument("--max-tokens", type=int, help="total tokens before the run stops")
+    run.add_argument("--max-time", type=float, help="seconds before the run stops")
+    run.add_argument("--cell-timeout", type=float, default=120.0, help="seconds per cell before it is interrupted")
+    run.add_argument("--baseline", action="store_true", help="use the rule-based baseline analyst (no model)")
+    run.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
+    run.add_argument("--quiet", action="store_true", help="print only the final line")
+    _add_model_options(run)
+
+    sub.add_parser("models", help="list model profiles, their memory estimates and the default here")
+
+    serve = sub.add_parser("serve", help="serve a model on an OpenAI-compatible API (loopback)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--host", default="127.0.0.1")
+    _add_model_options(serve)
+
+    export = sub.add_parser("export", help="export a notebook as a report")
+    export.add_argument("notebook", type=Path)
+    export.add_argument("--to", choices=["html"], default="html")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default: next to the notebook)")
+    return parser
+
+
+class Progress:
+    """Live one-line-per-step display of a run on stderr."""
+
+    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.figures = 0
+        self.sources: dict[str, str] = {}
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stream, flush=True)
+
+    def __call__(self, event: object) -> None:
+        from .agent import CellAdded, CellExecuted, ModelReplied
+
+        if isinstance(event, CellAdded):
+            self.sources[event.cell_id] = event.source
+        if isinstance(event, ModelReplied) and event.problem:
+            what = "unreadable tool call" if "tried to call a tool" in event.problem else "no tool call"
+            self.say(f"  step {event.step:>2}  {what} ({event.seconds:.1f}s): asked the model to continue")
+        elif isinstance(event, CellAdded) and event.cell_type == "markdown":
+            first = event.source.strip().splitlines()[0] if event.source.strip() else ""
+            label = "conclusions" if event.role == "conclusions" else "markdown"
+            self.say(f"  step {event.step:>2}  {label:<11} {first[:70]}")
+        elif isinstance(event, CellExecuted):
+            self.figures += sum(1 for f in event.result.facts if f.get("type") == "figure")
+            lines = self.sources.get(event.cell_id, "").splitlines()
+            first = next((ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")[:60]
+            status = {"ok": "ok", "error": "error", "timeout": "timeout", "dead": "kernel died"}[event.result.status]
+            if event.fixed_error:
+                status += ", fixed"
+            detail = f"{event.result.error_name}: {event.result.error_value}"[:60] if not event.result.ok else first
+            self.say(f"  step {event.step:>2}  code        {status:<12} {event.result.duration:5.1f}s  {detail}")
+
+
+def _choice(args: argparse.Namespace) -> object:
+    from .models.select import PolicyChoice
+
+    return PolicyChoice(
+        profile="baseline" if getattr(args, "baseline", False) else args.profile,
+        model=args.model,
+        adapter=args.adapter,
+        quantization=args.quantization,
+        device=args.device,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        replay=getattr(args, "replay", None),
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+    )
+
+
+def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
+    from .agent import Budget
+    from .errors import InputError
+    from .models.select import build_policy
+    from .runner import RunConfig, check_data_file, default_output, run_analysis
+
+    check_data_file(args.data)  # fail before loading any model
+    output = args.output or default_output(args.data)
+    if args.output and output.exists() and not args.overwrite:
+        raise InputError(f"{output} already exists; pass --overwrite or choose another --output")
+    progress = Progress(err, args.quiet)
+    started = time.monotonic()
+    with build_policy(_choice(args)) as handle:  # type: ignore[arg-type]
+        progress.say(f"jupyter-analyst: analysing {args.data.name} with {handle.label}")
+        if handle.note:
+            progress.say(f"  ({handle.note})")
+        config = RunConfig(
+            data=args.data,
+            output=output,
+            question=args.question,
+            budget=Budget(args.max_steps, args.max_tokens, args.max_time),
+            cell_timeout=args.cell_timeout,
+        )
+        outcome = run_analysis(config, handle.policy, on_event=progress)
+    fin = outcome.finished
+    fixed = f", {fin.errors_fixed} of {fin.errors} errors fixed" if fin.errors else ""
+    how = "finished with conclusions" if fin.reason.natural else f"ended without conclusions ({fin.reason.value})"
+    detail = f": {fin.detail}" if fin.detail and not fin.reason.natural else ""
+    print(
+        f"{how}{detail} after {fin.steps} steps, {progress.figures} figure{'s' if progress.figures != 1 else ''}"
+        f"{fixed}, "
+        f"{time.monotonic() - started:.1f}s -> {outcome.notebook}",
+        file=err,
+    )
+    return EXIT_BY_REASON[fin.reason.value]
+
+
+def cmd_models(out: TextIO) -> int:
+    from .models.profiles import load_profiles, pick_default
+
+    profiles = load_profiles()
+    default, why = pick_default(profiles)
+    print(f"{'profile':<26} {'memory':>9}  description", file=out)
+    for p in profiles.values():
+        mem = "-"
+        if p.kind == "embedded":
+            device = "cuda" if p.device != "cpu" else "cpu"
+            mem = f"{p.memory_gb(device):.1f} GB" + (" GPU" if device == "cuda" else " RAM")
+        mark = "*" if p.name == default.name else " "
+        print(f"{mark}{p.name:<25} {mem:>9}  {p.description}", file=out)
+        if p.model:
+            print(f"{'':<37}{p.model}" + (f" + {p.adapter}" if p.adapter else ""), file=out)
+    print(f"\n* default here: {default.name} ({why})", file=out)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve in the foreground until Ctrl-C; the API key is printed once."""
+    from .models.host import EmbeddedModel
+    from .models.profiles import get_profile, pick_default
+
+    if args.model:
+        model, adapter, quant, device = args.model, args.adapter, args.quantization or "auto", args.device or "auto"
+    else:
+        profile = get_profile(args.profile) if args.profile else pick_default()[0]
+        if profile.kind != "embedded":
+            from .errors import InputError
+
+            raise InputError(f"profile {profile.name!r} has no model to serve; pick an embedded profile or --model")
+        model, adapter, quant, device = profile.model, args.adapter or profile.adapter, profile.quantization, profile.device
+    host = EmbeddedModel(model, adapter=adapter, quantization=quant, device=device, port=args.port, host=args.host)
+    print(f"loading {model}" + (f" + {adapter}" if adapter else "") + " ...", file=out, flush=True)
+    host.start()
+    try:
+        print(f"serving {host.base_url}  (api key: {host.api_key})", file=out, flush=True)
+        print("use it with: jupyter analyst run DATA --base-url URL --api-key KEY ; Ctrl-C stops", file=out, flush=True)
+        while host.alive:
+            time.sleep(1)
+        print("the model worker exited; see its log: " + str(host.log_path), file=out)
+        return EXIT_MODEL
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        host.stop()
+
+
+def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from .export import export_html
+
+    target = export_html(args.notebook, args.output)
+    print(f"wrote {target}", file=out)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = sys.stderr
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets a kernel start-up warning
+    try:
+        if args.command == "run":
+            return cmd_run(args, err)
+        if args.command == "models":
+            return cmd_models(sys.stdout)
+        if args.command == "serve":
+            return cmd_serve(args, err)
+        if args.command == "export":
+            return cmd_export(args, err)
+    except AnalystError as exc:
+        print(f"error: {exc}", file=err)
+        from .errors import BackendError
+
+        return EXIT_MODEL if isinstance(exc, BackendError) else EXIT_INPUT
+    except KeyboardInterrupt:
+        print("stopped", file=err)
+        return EXIT_STOPPED
+    return EXIT_BUG
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

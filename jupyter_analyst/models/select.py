@@ -1,0 +1,146 @@
+"""Turn user choices (profile, model, adapter, base URL, replay) into a ready Policy.
+
+One place decides, so the CLI, the magic, evaluation and the server extension all resolve
+"which model drives the analyst" the same way and say the same thing about it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..agent.types import Policy
+from ..errors import InputError
+from .profiles import Profile, get_profile, load_profiles, pick_default
+
+
+@dataclass
+class PolicyChoice:
+    """What the user asked for; empty means "the default for this machine"."""
+
+    profile: str | None = None
+    model: str | None = None
+    adapter: str | None = None
+    quantization: str | None = None
+    device: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    replay: Path | None = None
+    temperature: float | None = None
+    max_new_tokens: int | None = None
+
+
+@dataclass
+class PolicyHandle:
+    """A started policy, what to say about it, and how to release what it holds."""
+
+    policy: Policy
+    label: str
+    note: str = ""
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        while self.closers:
+            self.closers.pop()()
+
+    def __enter__(self) -> PolicyHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _baseline() -> PolicyHandle:
+    from .baseline import BaselineAnalyst
+
+    policy = BaselineAnalyst()
+    return PolicyHandle(policy, policy.name)
+
+
+def _remote(base_url: str, api_key: str | None, model: str | None, choice: PolicyChoice,
+            on_text: Callable[[str], None] | None) -> PolicyHandle:
+    from .openai_client import OpenAIChatPolicy, check_server
+
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    models = check_server(base_url, key)
+    if model and models and model not in models:
+        raise InputError(f"the server at {base_url} does not serve {model!r}; it serves: {', '.join(models)}")
+    kwargs: dict[str, object] = {}
+    if choice.temperature is not None:
+        kwargs["temperature"] = choice.temperature
+    if choice.max_new_tokens is not None:
+        kwargs["max_tokens"] = choice.max_new_tokens
+    policy = OpenAIChatPolicy(base_url, key, model or (models[0] if models else None),
+                              stream=on_text is not None, on_text=on_text, **kwargs)  # type: ignore[arg-type]
+    return PolicyHandle(policy, policy.name)
+
+
+def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], None] | None) -> PolicyHandle:
+    from .host import EmbeddedModel
+
+    assert profile.model
+    host = EmbeddedModel(
+        profile.model,
+        adapter=profile.adapter,
+        quantization=profile.quantization,
+        device=profile.device,
+        max_new_tokens=choice.max_new_tokens or profile.max_new_tokens,
+        enable_thinking=profile.enable_thinking,
+    )
+    host.start()
+    try:
+        policy = host.policy(
+            temperature=profile.temperature if choice.temperature is None else choice.temperature,
+            max_tokens=choice.max_new_tokens or profile.max_new_tokens,
+            stream=on_text is not None,
+            on_text=on_text,
+        )
+    except BaseException:
+        host.stop()
+        raise
+    label = profile.model + (f" + {profile.adapter}" if profile.adapter else "")
+    return PolicyHandle(policy, f"{label} (profile {profile.name})", closers=[host.stop])
+
+
+def _from_profile(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], None] | None) -> PolicyHandle:
+    if profile.kind == "baseline":
+        return _baseline()
+    if profile.kind == "openai":
+        if not profile.base_url:
+            raise InputError(f"profile {profile.name!r} needs a base_url")
+        key = os.environ.get(profile.api_key_env) if profile.api_key_env else None
+        return _remote(profile.base_url, choice.api_key or key, profile.model, choice, on_text)
+    return _embedded(profile, choice, on_text)
+
+
+def build_policy(choice: PolicyChoice, on_text: Callable[[str], None] | None = None) -> PolicyHandle:
+    """Start whatever ``choice`` names (loading a model can take minutes on first use)."""
+    if choice.replay is not None:
+        from .scripted import load_replay
+
+        policy = load_replay(choice.replay)
+        return PolicyHandle(policy, policy.name)
+    if choice.base_url:
+        return _remote(choice.base_url, choice.api_key, choice.model, choice, on_text)
+    profiles = load_profiles()
+    if choice.model:
+        profile = Profile(
+            name="custom",
+            description="from the command line",
+            model=choice.model,
+            adapter=choice.adapter,
+            quantization=choice.quantization or "auto",  # type: ignore[arg-type]
+            device=choice.device or "auto",  # type: ignore[arg-type]
+        )
+        return _embedded(profile, choice, on_text)
+    if choice.profile:
+        profile = get_profile(choice.profile, profiles)
+        if choice.adapter:
+            profile = replace(profile, adapter=choice.adapter)
+        return _from_profile(profile, choice, on_text)
+    profile, why = pick_default(profiles)
+    handle = _from_profile(profile, choice, on_text)
+    handle.note = f"default profile {profile.name!r}: {why}"
+    return handle

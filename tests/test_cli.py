@@ -1,0 +1,123 @@
+"""The CLI as a user meets it: one clear line and an exit code for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def cli(*args: str | Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "jupyter_analyst", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def replay(tmp_path: Path, steps: list[object]) -> Path:
+    path = tmp_path / "script.json"
+    path.write_text(json.dumps(steps))
+    return path
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    proc = cli("run", "nope.csv", "--baseline", cwd=tmp_path)
+    assert proc.returncode == 2 and "data file not found" in one_line_error(proc)
+
+
+def test_unreadable_and_unsupported_files(tmp_path: Path) -> None:
+    (tmp_path / "junk.parquet").write_bytes(b"this is not parquet at all" * 10)
+    proc = cli("run", "junk.parquet", "--baseline", cwd=tmp_path)
+    assert proc.returncode == 2 and "could not load junk.parquet" in one_line_error(proc)
+    (tmp_path / "data.docx").write_text("x")
+    proc = cli("run", "data.docx", "--baseline", cwd=tmp_path)
+    assert proc.returncode == 2 and "unsupported file type" in one_line_error(proc)
+    assert not list(tmp_path.glob("*.ipynb"))  # nothing half-written
+
+
+def test_empty_inputs(tmp_path: Path) -> None:
+    (tmp_path / "zero.csv").write_text("")
+    proc = cli("run", "zero.csv", "--baseline", cwd=tmp_path)
+    assert proc.returncode == 2 and "is empty" in one_line_error(proc)
+    (tmp_path / "header.csv").write_text("a,b,c\n")
+    proc = cli("run", "header.csv", "--baseline", cwd=tmp_path)
+    assert proc.returncode == 2 and "empty table (0 rows" in one_line_error(proc)
+
+
+def test_unreachable_base_url(tmp_path: Path) -> None:
+    proc = cli("run", EXAMPLES / "penguins.csv", "--base-url", "http://127.0.0.1:9/v1", cwd=tmp_path)
+    assert proc.returncode == 5 and "cannot reach" in one_line_error(proc)
+
+
+def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "mine.ipynb").write_text("precious")
+    proc = cli("run", EXAMPLES / "penguins.csv", "--baseline", "-o", "mine.ipynb", cwd=tmp_path)
+    assert proc.returncode == 2 and "already exists" in one_line_error(proc)
+    assert (tmp_path / "mine.ipynb").read_text() == "precious"
+
+
+def test_runaway_cells_are_bounded(tmp_path: Path) -> None:
+    script = replay(tmp_path, [
+        {"code": "x = 41"},
+        {"code": "while True:\n    pass"},
+        {"code": "print('x' * 50_000_000)"},
+        {"code": "print(x + 1)"},
+        {"final_answer": "x + 1 is 42"},
+    ])
+    proc = cli("run", EXAMPLES / "penguins.csv", "--replay", script, "-o", "out.ipynb", "--cell-timeout", "3",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    nbformat.validate(nb)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert cells[2].metadata["jupyter_analyst"]["status"] == "timeout"
+    assert cells[3].metadata["jupyter_analyst"]["status"] == "ok"
+    assert (tmp_path / "out.ipynb").stat().st_size < 3_000_000
+    assert cells[4].outputs[0]["text"].strip() == "42"  # the kernel kept its state
+
+
+def test_kernel_death_has_a_clear_stop(tmp_path: Path) -> None:
+    script = replay(tmp_path, [{"code": "import os\nos._exit(1)"}, {"final_answer": "never"}])
+    proc = cli("run", EXAMPLES / "penguins.csv", "--replay", script, "-o", "dead.ipynb", cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    assert "kernel_died" in proc.stderr and "Traceback" not in proc.stderr
+    nb = nbformat.read(tmp_path / "dead.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert "kernel died" in nb.cells[-1].source
+
+
+@pytest.mark.timeout(400)
+def test_run_baseline_then_export(tmp_path: Path) -> None:
+    proc = cli("run", EXAMPLES / "cars.csv", "-q", "What drives fuel economy (mpg)?", "--baseline", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "rule-based baseline analyst" in proc.stderr and "finished with conclusions" in proc.stderr
+    assert "step  1" in proc.stderr
+    notebook = tmp_path / "cars_analysis.ipynb"
+    nbformat.validate(nbformat.read(notebook, as_version=4))
+    proc = cli("export", notebook, "--to", "html", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = (tmp_path / "cars_analysis.html").read_text()
+    assert "<img" in html and "Conclusions" in html
+
+
+def test_models_lists_profiles(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "jupyter_analyst", "models"], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "JUPYTER_ANALYST_PROFILES": str(tmp_path / "none.toml")})
+    assert proc.returncode == 0, proc.stderr
+    for name in ("qwen3.5-9b-4bit", "copaw-flash-9b-analyst", "qwen2.5-1.5b-cpu", "baseline"):
+        assert name in proc.stdout
+    assert "GB GPU" in proc.stdout and "default here:" in proc.stdout

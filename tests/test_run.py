@@ -1,0 +1,94 @@
+"""End to end on a real kernel: the baseline analyst, scripted fixes, silent models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from jupyter_analyst.agent import Budget, CellExecuted, StopReason
+from jupyter_analyst.agent.types import Message
+
+from jupyter_analyst.models.scripted import ScriptedPolicy, code, final
+from jupyter_analyst.notebook import META_KEY, TAG
+from jupyter_analyst.runner import RunConfig, run_analysis
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def figures(nb: Any) -> int:
+    return sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
+
+
+def rerun(path: Path) -> None:
+    """Execute the notebook top to bottom in a fresh kernel, as a user re-running it would."""
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+
+
+@pytest.mark.parametrize(
+    "name, question",
+    [
+        ("penguins.csv", "How does body mass differ by species?"),
+        ("seattle-weather.csv", None),
+    ],
+)
+def test_baseline_end_to_end(tmp_path: Path, name: str, question: str | None) -> None:
+    out = tmp_path / "analysis.ipynb"
+    events: list[Any] = []
+    from jupyter_analyst.models.baseline import BaselineAnalyst
+
+    outcome = run_analysis(RunConfig(EXAMPLES / name, out, question), BaselineAnalyst(), on_event=events.append)
+    assert outcome.finished.reason is StopReason.FINAL_ANSWER, outcome.finished
+    nb = nbformat.read(out, as_version=4)
+    nbformat.validate(nb)
+    assert nb.cells[-1].metadata[META_KEY]["role"] == "conclusions"
+    assert "baseline" in nb.cells[0].source.lower()  # labelled as what it is
+    assert figures(nb) >= 3
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(TAG in c.metadata["tags"] for c in nb.cells)
+    assert [c.execution_count for c in code_cells] == list(range(1, len(code_cells) + 1))
+    assert not [e for e in events if isinstance(e, CellExecuted) and not e.result.ok]
+    # The conclusions quote numbers that some cell really printed.
+    outputs = "\n".join(
+        "".join(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for c in code_cells for o in c.outputs
+    )
+    import re
+
+    numbers = re.findall(r"\d+\.\d+", nb.cells[-1].source)
+    assert numbers and sum(n in outputs for n in numbers) >= len(numbers) * 0.8
+    rerun(out)
+
+
+def test_error_fixed_on_a_real_kernel(tmp_path: Path) -> None:
+    def fix(messages: list[Message]) -> Any:
+        seen = messages[-1]["content"]
+        if "KeyError" in seen and "body_mass" in seen:
+            return code("mean_mass = df['body_mass_g'].mean()\nprint(f'mean mass {mean_mass:.1f}')")
+        return code("raise SystemExit('the policy never saw the traceback')")
+
+    policy = ScriptedPolicy([code("print(df.shape)"), code("df['body_mass'].mean()"), fix, final("Mean mass 4201.8 g.")])
+    out = tmp_path / "fix.ipynb"
+    events: list[Any] = []
+    outcome = run_analysis(RunConfig(EXAMPLES / "penguins.csv", out), policy, on_event=events.append)
+    executed = [e for e in events if isinstance(e, CellExecuted)]
+    assert [e.result.status for e in executed] == ["ok", "error", "ok"]
+    assert "Error: KeyError" in executed[1].observation
+    assert executed[2].fixed_error and "mean mass 4201.8" in executed[2].observation
+    assert outcome.finished.errors_fixed == 1 and outcome.finished.reason is StopReason.FINAL_ANSWER
+    nb = nbformat.read(out, as_version=4)
+    assert nb.cells[3].outputs[0]["output_type"] == "error"
+
+
+def test_model_that_never_calls_a_tool(tmp_path: Path) -> None:
+    out = tmp_path / "silent.ipynb"
+    policy = ScriptedPolicy([], fallback="The penguins look interesting.")
+    outcome = run_analysis(RunConfig(EXAMPLES / "penguins.csv", out, budget=Budget(max_steps=4)), policy)
+    assert outcome.finished.reason is StopReason.MAX_STEPS and outcome.finished.steps == 4
+    nb = nbformat.read(out, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata[META_KEY]["stop_reason"] == "max_steps"
+    assert nb.cells[-1].metadata[META_KEY]["role"] == "note" and "step budget" in nb.cells[-1].source
