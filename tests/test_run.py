@@ -60,6 +60,9 @@ def test_baseline_end_to_end(tmp_path: Path, name: str, question: str | None) ->
 
     numbers = re.findall(r"\d+\.\d+", nb.cells[-1].source)
     assert numbers and sum(n in outputs for n in numbers) >= len(numbers) * 0.8
+    # The whole conversation fits a small model's context (~4 characters a token).
+    chars = sum(len(str(m.get("content") or "")) + len(str(m.get("tool_calls") or "")) for m in outcome.messages)
+    assert chars < 16_000 * 4, chars
     rerun(out)
 
 

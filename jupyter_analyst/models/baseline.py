@@ -1,0 +1,775 @@
+"""A rule-based analyst with no language model: the offline default, test policy and teacher.
+
+``BaselineAnalyst`` implements the ``Policy`` protocol. It reads the task message (the
+question and the frame's facts, see ``agent.prompts.render_task``) and its own earlier
+tool calls with their observations, and answers with exactly one tool call: overview,
+cleaning, distributions, relationships, group comparison, trend, then ``final_answer``.
+
+It keeps no state between calls: every call replays the conversation through the same
+planner, so it can continue any prefix of its own run and two equal conversations always
+get the same reply. Numbers in its conclusions are copied from lines its cells printed
+(fixed formats, see ``baseline_cells``), never computed here, so they are grounded by
+construction; a failed cell is reported as failed rather than quoted.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..agent.prompts import FACTS_COLUMN_RE, FACTS_HEADER_RE
+from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT
+from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
+from . import baseline_cells as cells
+
+NAME = "rule-based baseline analyst (no language model)"
+
+_DEFAULT_TASK = "Explore this dataset and report the most important patterns"
+_ERROR_RE = re.compile(r"^Error: ", re.MULTILINE)
+_NUMERIC_TEXT_RE = re.compile(r"^\s*[-+]?[$€£]?\s*\d[\d,]*(\.\d+)?\s*%?\s*$")
+_DATEY_RE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+_TIME_WORDS = re.compile(
+    r"\b(time|trend|over the|grow|rise|rising|fall|declin|increas|decreas|season|month|year|week|daily)", re.I
+)
+_CONTAINER_RE = re.compile(r"^[\[{(].*[\]})]$")
+_ID_NAME_RE = re.compile(
+    r"(^|[^a-z0-9])(id|uuid|guid|key|idx|index|code|zip|zipcode|postcode|phone|iata|icao)$"
+)
+_KEYWORDS = (
+    "price",
+    "sales",
+    "revenue",
+    "amount",
+    "total",
+    "value",
+    "score",
+    "target",
+    "salary",
+    "income",
+    "cost",
+    "profit",
+    "rate",
+    "mass",
+    "weight",
+    "charge",
+    "spend",
+    "duration",
+    "temp",
+    "close",
+)
+_FREQS = ((120, "D", "day"), (3 * 365, "W", "week"), (30 * 365, "MS", "month"))
+
+
+# --------------------------------------------------------------------------- the task
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column line of the facts block."""
+
+    name: str
+    dtype: str
+    kind: str
+    missing: int
+    unique: int
+    example: str
+    index: int
+
+
+@dataclass
+class Task:
+    """What the first user message says: the question and the frame's facts."""
+
+    question: str
+    var: str = "df"
+    rows: int = 0
+    cols: int = 0
+    columns: list[Column] = field(default_factory=list)
+    date_columns: list[str] = field(default_factory=list)
+
+
+def parse_task(messages: list[Message]) -> Task:
+    """Read the question and facts from the task message (``render_task``'s layout)."""
+    users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    text = next((u for u in users if u.startswith("Task:")), users[0] if users else "")
+    header = FACTS_HEADER_RE.search(text)
+    question = text[: header.start()] if header else text
+    question = question.removeprefix("Task:").strip()
+    if question.startswith(_DEFAULT_TASK):
+        question = ""
+    if not header:
+        return Task(question=question)
+    body = text[header.end() :].split("\nFirst rows:", 1)[0]
+    columns = []
+    for i, m in enumerate(FACTS_COLUMN_RE.finditer(body)):
+        name, dtype = m["name"], m["dtype"]
+        while ": " in dtype:  # a name containing ": " (dtypes never do)
+            head, dtype = dtype.split(": ", 1)
+            name = f"{name}: {head}"
+        example = (m["example"] or "").strip().strip("'\"")
+        columns.append(Column(name, dtype, m["kind"], int(m["missing"]), int(m["unique"]), example, i))
+    dates: list[str] = []
+    line = re.search(r"^Date columns: (.*)$", body, re.MULTILINE)
+    if line:
+        listed = f", {line.group(1)},"
+        dates = [c.name for c in columns if f", {c.name}," in listed]
+    return Task(question, header["var"], int(header["rows"]), int(header["cols"]), columns, dates)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def own_calls(messages: list[Message]) -> list[tuple[str, str]]:
+    """(tool name, observation) of each tool call in the conversation, in order."""
+    observations = {
+        m.get("tool_call_id"): _text(m.get("content")) for m in messages if m.get("role") == "tool"
+    }
+    calls: list[tuple[str, str]] = []
+    for m in messages:
+        if m.get("role") != "assistant":
+            continue
+        for tc in m.get("tool_calls") or []:
+            fn = tc.get("function", tc)
+            calls.append((str(fn.get("name", "")), observations.get(tc.get("id"), "")))
+    return calls
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class State:
+    """What the replayed history established: step outcomes and what the cells printed."""
+
+    status: dict[str, str] = field(default_factory=dict)
+    """step key -> "ok" | "failed"."""
+    output: dict[str, str] = field(default_factory=dict)
+    """step key -> observation of its last successful attempt."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """step key -> first error line, for steps that never succeeded."""
+    pending_fix: str | None = None
+    fix_level: int = 1
+    """Level of the fix: one simpler than the failed cell, or as a missing library demands."""
+    figures: int = 0
+    sns_missing: bool = False
+    plt_missing: bool = False
+    calls: int = 0
+
+    @property
+    def level(self) -> int:
+        return 2 if self.plt_missing else 1 if self.sns_missing else 0
+
+    def record(self, key: str, is_fix: bool, observation: str) -> None:
+        before = self.level
+        self.calls += 1
+        self.figures += observation.count("[figure")
+        if "No module named 'matplotlib" in observation:
+            self.plt_missing = self.sns_missing = True
+        if "No module named 'seaborn" in observation:
+            self.sns_missing = True
+        error = _ERROR_RE.search(observation)
+        if error:
+            self.status[key] = "failed"
+            line = observation[error.start() :].splitlines()[0]
+            self.errors[key] = line[:200]
+            self.pending_fix = None if is_fix else key
+            self.fix_level = min(max(before + 1, self.level), 2)
+        else:
+            self.status[key] = "ok"
+            self.output[key] = observation
+            self.errors.pop(key, None)
+            self.pending_fix = None
+
+
+@dataclass
+class Step:
+    """One planned tool call; ``build(level, fix)`` returns its text, or None to skip."""
+
+    key: str
+    tool: str
+    build: Callable[[int, bool], str | None]
+    title: str = ""
+
+
+# --------------------------------------------------------------------------- roles
+
+
+@dataclass
+class Roles:
+    """Which columns play which part, decided from the facts and the cleaning output."""
+
+    frame: str
+    plot_frame: str
+    numeric: list[str]
+    target: str | None
+    target_why: str
+    group: str | None
+    group_unique: int
+    group2: str | None
+    text: str | None
+    date: str | None
+    freq: str | None
+    period: str
+    dated: bool
+
+
+def _looks_like_id(c: Column, rows: int) -> bool:
+    low = c.name.strip().lower()
+    if _ID_NAME_RE.search(low) or low.startswith("id_") or re.search(r"[a-z](Id|ID)$", c.name):
+        return True
+    integer = c.dtype.lower().startswith(("int", "uint")) or c.kind in ("text", "categorical")
+    return integer and rows >= 20 and c.unique >= 0.95 * max(rows - c.missing, 1)
+
+
+def _looks_like_year(c: Column) -> bool:
+    if "year" not in c.name.lower() and c.name.lower() not in ("yr", "season"):
+        return False
+    try:
+        return 1700 <= float(c.example) <= 2200
+    except ValueError:
+        return False
+
+
+def _mentions(question: str, names: list[str]) -> list[str]:
+    """Column names the question mentions, in the order it mentions them."""
+    q = question.lower()
+    found = []
+    for name in names:
+        for variant in {name.lower(), name.lower().replace("_", " ")}:
+            m = re.search(r"(?<![\w])" + re.escape(variant) + r"(?![\w])", q) if len(variant) > 1 else None
+            if m:
+                found.append((m.start(), -len(variant), name))
+                break
+    return [n for _, _, n in sorted(found)]
+
+
+def tidy_names(task: Task) -> list[str]:
+    """Labels after cleaning: text with single spaces, repeated labels suffixed ``_1``..."""
+    seen: dict[str, int] = {}
+    out = []
+    for c in task.columns:
+        label = " ".join(c.name.split())
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}_{seen[label] - 1}")
+    return out
+
+
+def _literal_names(pattern: str, text: str) -> set[str]:
+    names = set()
+    for m in re.finditer(pattern, text, re.MULTILINE):
+        try:
+            names.add(str(ast.literal_eval(m.group(1))))
+        except (ValueError, SyntaxError):
+            continue
+    return names
+
+
+def decide_roles(task: Task, state: State) -> Roles:
+    """Pick target, groups and time axis; uses the cleaning cell's report of what changed."""
+    cleaned = state.status.get("clean") == "ok"
+    frame = f"{task.var}_clean" if cleaned else task.var
+    report = state.output.get("clean", "")
+    converted = _literal_names(r"^Converted (.+) to numbers \(", report)
+    parsed = _literal_names(r"^Parsed (.+) as dates \(", report)
+    ranges = {}
+    for m in re.finditer(
+        r"^Date range of (.+): (-?\d+)-(\d\d)-(\d\d) to (-?\d+)-(\d\d)-(\d\d) \((\d+) distinct", report, re.M
+    ):
+        try:
+            name = str(ast.literal_eval(m.group(1)))
+        except (ValueError, SyntaxError):
+            continue
+        days = (int(m[5]) - int(m[2])) * 365 + (int(m[6]) - int(m[3])) * 30 + int(m[7]) - int(m[4])
+        ranges[name] = (days, int(m[8]))
+    names = tidy_names(task) if cleaned else [c.name for c in task.columns]
+    cols = [replace(c, name=n) for c, n in zip(task.columns, names, strict=True)]
+    cols = [
+        replace(c, kind="numeric", dtype="float64")
+        if c.name in converted
+        else replace(c, kind="datetime")
+        if c.name in parsed
+        else c
+        for c in cols
+    ]
+    usable = [c for c in cols if c.missing < task.rows]
+    is_num = {c.name: (c.kind == "numeric" or c.name in converted) for c in usable}
+    numeric = [c for c in usable if is_num[c.name] and c.unique >= 2 and not _looks_like_id(c, task.rows)]
+    mentioned = _mentions(task.question, [c.name for c in usable])
+
+    candidates = [c for c in numeric if not _looks_like_year(c)]
+    target, why = None, ""
+    for name in mentioned:
+        if any(c.name == name for c in candidates):
+            target, why = name, "the question mentions it"
+            break
+    if target is None and candidates:
+        best = max(
+            candidates,
+            key=lambda c: (any(k in c.name.lower() for k in _KEYWORDS), c.unique >= 3, c.unique, -c.index),
+        )
+        target, why = (
+            best.name,
+            "the numeric column with the most distinct values"
+            if best.unique >= 3
+            else "the main numeric column",
+        )
+
+    def bucket(c: Column) -> int:
+        return 0 if 3 <= c.unique <= 12 else 1 if c.unique == 2 else 2
+
+    cats = [
+        c
+        for c in usable
+        if c.kind in ("categorical", "boolean", "text")
+        and 2 <= c.unique <= 50
+        and not _CONTAINER_RE.match(c.example)
+        and not is_num[c.name]
+        and c.name not in parsed
+        and c.name not in task.date_columns
+        and not _looks_like_id(c, task.rows)
+    ]
+    cats.sort(key=lambda c: (bucket(c), c.index))
+    group = next((n for n in mentioned if any(c.name == n for c in cats)), None)
+    if group is None and cats:
+        group = cats[0].name
+    if group is None:  # a small integer code such as "cylinders" can group rows too
+        small = [c for c in numeric if 2 <= c.unique <= 10 and c.name != target and not _looks_like_year(c)]
+        group = small[0].name if small else None
+    group_unique = next((c.unique for c in usable if c.name == group), 0)
+    group2 = next((c.name for c in cats if c.name != group and c.unique <= 20), None)
+    text = next(
+        (
+            c.name
+            for c in usable
+            if c.kind in ("text", "categorical")
+            and not is_num[c.name]
+            and not _CONTAINER_RE.match(c.example)
+            and c.name not in parsed
+            and c.name != group
+            and c.unique > 50
+        ),
+        None,
+    )
+
+    num_cols = ([target] if target else []) + [c.name for c in numeric if c.name != target]
+    date, freq, period, dated = None, None, "", False
+    datetimes = [n for n in ranges if n in {c.name for c in usable}]
+    if datetimes:
+        date = next((n for n in mentioned if n in datetimes), datetimes[0])
+        days, distinct = ranges[date]
+        dated = True
+        if distinct <= 60:
+            period = "date"
+        else:
+            freq, period = next(((f, p) for limit, f, p in _FREQS if days <= limit), ("QS", "quarter"))
+    else:
+        years = [c.name for c in numeric if _looks_like_year(c)]
+        if years:
+            date, period = years[0], "{date_col}"
+    plot_frame = "plot_df" if cleaned and task.rows > cells.SAMPLE_ROWS else frame
+    return Roles(
+        frame,
+        plot_frame,
+        num_cols[:12],
+        target,
+        why,
+        group,
+        group_unique,
+        group2,
+        text,
+        date,
+        freq,
+        period,
+        dated,
+    )
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def _md(name: str) -> str:
+    return f"`{name}`" if "`" not in name else name
+
+
+def _pre_clean_steps(task: Task, state: State) -> list[Step]:
+    var, rows = task.var, task.rows
+    question = (
+        f"**Question:** {task.question}"
+        if task.question
+        else "**Goal:** explore the data and report its main patterns."
+    )
+    any_missing = any(c.missing for c in task.columns)
+    has_num = any(c.kind == "numeric" for c in task.columns)
+    has_cat = any(c.kind in ("categorical", "boolean", "text") for c in task.columns)
+    steps = [
+        Step(
+            "intro",
+            MARKDOWN_TOOL,
+            lambda lv, fx: (
+                f"# Analysis of `{var}`\n\n{question}\n\n"
+                f"The frame has {rows} rows and {task.cols} columns. Plan: overview, cleaning, "
+                "distributions, relationships, group comparisons, trends over time where there are dates, "
+                "then conclusions.\n\n*Written by the rule-based baseline analyst (no language model).*"
+            ),
+        ),
+        Step("overview", CODE_TOOL, lambda lv, fx: cells.overview(var, lv), "overview"),
+    ]
+    if rows == 0:
+        return steps
+    steps.append(
+        Step("missing", CODE_TOOL, lambda lv, fx: cells.missing(var, any_missing, lv), "missing values")
+    )
+    if has_num or has_cat:
+        steps.append(
+            Step(
+                "describe",
+                CODE_TOOL,
+                lambda lv, fx: cells.describe_simple(var) if fx else cells.describe(var, has_num, has_cat),
+                "summary statistics",
+            )
+        )
+    out = f"{var}_clean"
+    names = [c.name for c in task.columns]
+    dates = [
+        c.name
+        for c in task.columns
+        if c.kind in ("categorical", "text")
+        and (
+            c.name in task.date_columns
+            or (re.search(r"date|time", c.name, re.I) and _DATEY_RE.search(c.example))
+        )
+    ]
+    numeric_text = [
+        c.name
+        for c in task.columns
+        if c.kind in ("categorical", "text")
+        and c.name not in dates
+        and c.missing < rows
+        and _NUMERIC_TEXT_RE.match(c.example)
+    ]
+    nullable = [
+        c.name for c in task.columns if c.kind == "numeric" and c.dtype.startswith(("Int", "UInt", "Float"))
+    ]
+    empty = [c.name for c in task.columns if c.missing >= rows]
+    strip = any(
+        c.kind in ("categorical", "text") and not c.dtype.startswith("category") for c in task.columns
+    )
+    sample = rows > cells.SAMPLE_ROWS
+    tidy = tidy_names(task)
+    dedupe = len(set(" ".join(n.split()) for n in names)) < len(names)
+    rename = dict(zip(names, tidy, strict=True))
+
+    def fix_names(lst: list[str]) -> list[str]:
+        return [rename.get(n, n) for n in lst]
+
+    notes = []
+    if dates:
+        notes.append("parse " + ", ".join(map(_md, dates)) + " as dates")
+    if numeric_text:
+        notes.append("convert " + ", ".join(map(_md, numeric_text)) + " from text to numbers")
+    if nullable:
+        notes.append("store nullable numbers as float")
+    if empty:
+        notes.append("drop the empty column(s) " + ", ".join(map(_md, empty)))
+    if strip:
+        notes.append("strip stray whitespace in text")
+    notes.append("drop exact duplicate rows")
+    sample_note = (
+        f" Charts sample {cells.SAMPLE_ROWS:,} rows of this large frame; statistics use every row."
+        if sample
+        else ""
+    )
+    steps += [
+        Step(
+            "clean_md",
+            MARKDOWN_TOOL,
+            lambda lv, fx: (
+                f"## Cleaning\n\nWork on a copy, `{out}`, so `{var}` stays as loaded: "
+                + "; ".join(notes)
+                + "."
+                + sample_note
+            ),
+        ),
+        Step(
+            "clean",
+            CODE_TOOL,
+            lambda lv, fx: (
+                cells.clean_simple(var, out, sample)
+                if fx
+                else cells.clean(
+                    var,
+                    out,
+                    dedupe=dedupe,
+                    strip_text=strip,
+                    date_cols=fix_names(dates),
+                    numeric_text_cols=fix_names(numeric_text),
+                    nullable_cols=fix_names(nullable),
+                    empty_cols=fix_names(empty),
+                    sample=sample,
+                )
+            ),
+            "cleaning",
+        ),
+    ]
+    return steps
+
+
+def _analysis_steps(task: Task, state: State, r: Roles) -> list[Step]:
+    f, pf, t, g = r.frame, r.plot_frame, r.target, r.group
+    charts = state.level <= 1
+    kde = bool(t) and task.rows >= 10
+    steps: list[Step] = []
+    if t or g:
+        intro = []
+        if t:
+            intro.append(f"The main measure is {_md(t)} ({r.target_why}).")
+        if g:
+            intro.append(f"The main grouping column is {_md(g)}.")
+        steps.append(Step("dist_md", MARKDOWN_TOOL, lambda lv, fx: "## Distributions\n\n" + " ".join(intro)))
+    if t:
+        steps.append(
+            Step(
+                "dist",
+                CODE_TOOL,
+                lambda lv, fx: cells.distribution(f, pf, t, lv, kde),
+                f"distribution of {t}",
+            )
+        )
+        steps.append(
+            Step("outliers", CODE_TOOL, lambda lv, fx: cells.outliers(f, pf, t, lv), f"outliers of {t}")
+        )
+    if g:
+        steps.append(Step("counts", CODE_TOOL, lambda lv, fx: cells.counts(f, g, lv), f"counts of {g}"))
+    if len(r.numeric) >= 2:
+        steps.append(
+            Step(
+                "rel_md",
+                MARKDOWN_TOOL,
+                lambda lv, fx: (
+                    "## Relationships\n\nPearson correlations between the numeric columns"
+                    + (" (the first 12)" if len(r.numeric) >= 12 else "")
+                    + "; the strongest pair is drawn as a scatter plot."
+                ),
+            )
+        )
+        steps.append(
+            Step("corr", CODE_TOOL, lambda lv, fx: cells.correlation(f, r.numeric, t, lv), "correlations")
+        )
+        pair = _scatter_pair(state.output.get("corr", ""), r)
+        if pair and charts:
+            hue = g if g and r.group_unique <= 10 else None
+            steps.append(
+                Step(
+                    "scatter",
+                    CODE_TOOL,
+                    lambda lv, fx: cells.scatter(f, pf, pair[0], pair[1], hue, lv) if lv <= 1 else None,
+                    f"scatter of {pair[1]} vs {pair[0]}",
+                )
+            )
+    if g and (t or r.group2):
+        title = f"## {_md(t)} by {_md(g)}" if t else f"## {_md(g)} and {_md(r.group2 or '')}"
+        body = (
+            "Compare the main measure across the (top 10) groups."
+            if t
+            else "How the two categorical columns co-occur."
+        )
+        steps.append(Step("group_md", MARKDOWN_TOOL, lambda lv, fx: f"{title}\n\n{body}"))
+        if t:
+            steps.append(
+                Step("group", CODE_TOOL, lambda lv, fx: cells.group_compare(f, pf, t, g, lv), f"{t} by {g}")
+            )
+        if r.group2:
+            g2 = r.group2
+            steps.append(
+                Step("cross", CODE_TOOL, lambda lv, fx: cells.crosstab(f, g, g2, lv), f"{g} by {g2}")
+            )
+    if r.date:
+        d = r.date
+        what = f"mean {_md(t)}" if t else "the number of rows"
+        per = f"per {r.period}, using {_md(d)}" if r.period != "{date_col}" else f"per {_md(d)}"
+        hue = g if g and r.group_unique <= 8 else None
+        lines = "; one line per value of " + _md(hue) if hue and t else ""
+        steps.append(
+            Step(
+                "trend_md",
+                MARKDOWN_TOOL,
+                lambda lv, fx: f"## Trend over time\n\n{what[0].upper() + what[1:]} {per}{lines}.",
+            )
+        )
+        steps.append(
+            Step(
+                "trend",
+                CODE_TOOL,
+                lambda lv, fx: cells.trend(f, d, t, r.freq, r.period, r.dated, hue, lv),
+                "trend over time",
+            )
+        )
+    return steps
+
+
+def _filler_steps(task: Task, state: State, r: Roles) -> list[Step]:
+    """Extra charts so that even a one-column frame gets at least three."""
+    if state.level > 1 or (state.figures >= 3 and "extra_md" not in state.status):
+        return []
+    steps = [
+        Step(
+            "extra_md",
+            MARKDOWN_TOOL,
+            lambda lv, fx: "## More views\n\nA few more charts of the main columns.",
+        )
+    ]
+    if r.target:
+        steps.append(
+            Step(
+                "ecdf",
+                CODE_TOOL,
+                lambda lv, fx: cells.ecdf(r.frame, r.target or "", lv) if lv <= 1 else None,
+                "cumulative distribution",
+            )
+        )
+    if r.group2:
+        steps.append(
+            Step(
+                "counts2",
+                CODE_TOOL,
+                lambda lv, fx: cells.counts(r.frame, r.group2 or "", lv),
+                f"counts of {r.group2}",
+            )
+        )
+    if r.group:
+        steps.append(
+            Step(
+                "pareto",
+                CODE_TOOL,
+                lambda lv, fx: cells.pareto(r.frame, r.group or "") if lv <= 1 else None,
+                "category shares",
+            )
+        )
+    if r.group:
+        steps.append(
+            Step(
+                "positions",
+                CODE_TOOL,
+                lambda lv, fx: cells.positions(r.frame, r.group or "") if lv <= 1 else None,
+                "row order",
+            )
+        )
+    if r.text:
+        steps.append(
+            Step(
+                "textlen",
+                CODE_TOOL,
+                lambda lv, fx: cells.text_lengths(r.frame, r.text or "", lv) if lv <= 1 else None,
+                "text lengths",
+            )
+        )
+    if len(steps) == 1:
+        return []
+    if state.figures >= 3:  # enough charts now: stop after the ones already drawn
+        return [s for s in steps if s.key in state.status]
+    return steps
+
+
+def _scatter_pair(corr_output: str, r: Roles) -> tuple[str, str] | None:
+    """The pair to scatter: the target's strongest partner, else the strongest pair overall."""
+    if r.target:
+        prefix = f"Strongest correlation with {r.target}: "
+        for line in corr_output.splitlines():
+            if line.startswith(prefix):
+                other = line[len(prefix) :].rsplit(": r = ", 1)[0]
+                if other in r.numeric:
+                    return other, r.target
+    for line in corr_output.splitlines():
+        if line.startswith("Strongest correlation: "):
+            body = line[len("Strongest correlation: ") :].rsplit(": r = ", 1)[0]
+            for a in r.numeric:
+                for b in r.numeric:
+                    if a != b and body == f"{a} vs {b}":
+                        return a, b
+    return None
+
+
+def plan(task: Task, state: State) -> tuple[list[Step], Roles | None]:
+    """Every step of the run as far as it can be known from ``state``."""
+    steps = _pre_clean_steps(task, state)
+    if task.rows == 0 or "clean" not in state.status:
+        return steps, None
+    roles = decide_roles(task, state)
+    steps += _analysis_steps(task, state, roles)
+    steps += _filler_steps(task, state, roles)
+    return steps, roles
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+def _answer(task: Task, state: State, roles: Roles | None, steps: list[Step]) -> str:
+    titles = {s.key: s.title or s.key for s in steps}
+    t, g = (roles.target, roles.group) if roles else (None, None)
+    return cells.conclusions(
+        name=NAME,
+        question=task.question,
+        var=task.var,
+        out=state.output,
+        failures={titles.get(k, k): e for k, e in state.errors.items()},
+        target=t,
+        group=g,
+        group2=roles.group2 if roles else None,
+        sampled=bool(roles and roles.plot_frame != roles.frame),
+        group_first=bool(g and _mentions(task.question, [g]) and not (t and _mentions(task.question, [t]))),
+        time_first=bool(_TIME_WORDS.search(task.question)),
+    )
+
+
+def next_action(task: Task, state: State) -> tuple[Step, int, bool]:
+    """The step to take now, at which level, and whether it is the fix of a failed cell."""
+    steps, roles = plan(task, state)
+    if state.pending_fix:
+        step = next((s for s in steps if s.key == state.pending_fix), None)
+        level = state.fix_level
+        if step is not None and step.build(level, True) is not None:
+            return step, level, True
+    for step in steps:
+        if step.key not in state.status and step.build(state.level, False) is not None:
+            return step, state.level, False
+    final = Step("final", FINAL_TOOL, lambda lv, fx: _answer(task, state, roles, steps), "conclusions")
+    return final, state.level, False
+
+
+class BaselineAnalyst:
+    """Rule-based analyst: one tool call per turn, derived only from the conversation."""
+
+    name = NAME
+
+    def __call__(self, messages: list[Message], tools: list[ToolSpec]) -> AssistantTurn:
+        task = parse_task(messages)
+        state = State()
+        for _name, observation in own_calls(messages):
+            step, _level, is_fix = next_action(task, state)
+            state.record(step.key, is_fix, observation)
+        step, level, is_fix = next_action(task, state)
+        text = step.build(level, is_fix) or ""
+        if is_fix and step.tool == CODE_TOOL:
+            text = f"# Simpler version of the {step.title} step after the error above\n{text}"
+        call = ToolCall(
+            step.tool, {TOOL_ARGUMENT[step.tool]: text}, id=f"call_baseline_{state.calls + 1:02d}"
+        )
+        return AssistantTurn(tool_calls=[call], model=self.name)
+
+
+__all__ = [
+    "BaselineAnalyst",
+    "NAME",
+    "Task",
+    "parse_task",
+    "own_calls",
+    "plan",
+    "next_action",
+    "decide_roles",
+]
