@@ -141,3 +141,17 @@ def test_raw_arguments_are_reported(raw: str) -> None:
     from jupyter_analyst.models.scripted import _args
 
     assert "__raw_arguments__" in _args(raw)
+
+
+def test_every_event_has_a_json_form() -> None:
+    import json
+
+    from jupyter_analyst.agent.wire import event_to_dict
+
+    _, events = run(ScriptedPolicy([code("print(1)"), "no tool here", final("x")]))
+    wire = [event_to_dict(e) for e in events]
+    json.dumps(wire)
+    assert [w["type"] for w in wire][:4] == ["step_started", "model_replied", "cell_added", "cell_executed"]
+    assert wire[-1] == {**wire[-1], "type": "run_finished", "reason": "final_answer", "answer": "x"}
+    with pytest.raises(TypeError):
+        event_to_dict("nope")  # type: ignore[arg-type]
