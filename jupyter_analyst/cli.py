@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .errors import AnalystError
@@ -48,6 +48,17 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-new-tokens", type=int, help="tokens per model reply")
 
 
+COMMAND_MODULES = {"eval": "jupyter_analyst.eval.cli"}
+"""Subcommands that live beside their feature: each module has ``add_parser(sub)`` and
+``run(args) -> int`` and must import cheaply (heavy imports inside ``run``)."""
+
+
+def _command_module(name: str) -> Any:
+    import importlib
+
+    return importlib.import_module(COMMAND_MODULES[name])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jupyter analyst",
@@ -81,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("notebook", type=Path)
     export.add_argument("--to", choices=["html"], default="html")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: next to the notebook)")
+    for name in COMMAND_MODULES:
+        try:
+            module = _command_module(name)
+        except ModuleNotFoundError as exc:  # a feature not in this build; real import bugs still raise
+            if exc.name is None or not COMMAND_MODULES[name].startswith(exc.name):
+                raise
+            continue
+        module.add_parser(sub)
     return parser
 
 
@@ -244,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_serve(args, err)
         if args.command == "export":
             return cmd_export(args, err)
+        if args.command in COMMAND_MODULES:
+            return int(_command_module(args.command).run(args))
     except AnalystError as exc:
         print(f"error: {exc}", file=err)
         from .errors import BackendError
