@@ -83,9 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list model profiles, their memory estimates and the default here")
 
-    serve = sub.add_parser("serve", help="serve a model on an OpenAI-compatible API (loopback)")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--host", default="127.0.0.1")
+    serve = sub.add_parser("serve", help="serve a model on an OpenAI-compatible API (loopback only)")
+    serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 picks a free one)")
     _add_model_options(serve)
 
     export = sub.add_parser("export", help="export a notebook as a report")
@@ -226,13 +225,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
             raise InputError(f"profile {profile.name!r} has no model to serve; pick an embedded profile or --model")
         model, adapter, quant, device = profile.model, args.adapter or profile.adapter, profile.quantization, profile.device
-    host = EmbeddedModel(model, adapter=adapter, quantization=quant, device=device, port=args.port, host=args.host)
+    host = EmbeddedModel(model, adapter=adapter, quantization=quant, device=device, extra_args=["--port", str(args.port)])
     print(f"loading {model}" + (f" + {adapter}" if adapter else "") + " ...", file=out, flush=True)
     host.start()
     try:
         print(f"serving {host.base_url}  (api key: {host.api_key})", file=out, flush=True)
         print("use it with: jupyter analyst run DATA --base-url URL --api-key KEY ; Ctrl-C stops", file=out, flush=True)
-        while host.alive:
+        while host.running:
             time.sleep(1)
         print("the model worker exited; see its log: " + str(host.log_path), file=out)
         return EXIT_MODEL

@@ -95,3 +95,29 @@ def test_model_that_never_calls_a_tool(tmp_path: Path) -> None:
     nbformat.validate(nb)
     assert nb.metadata[META_KEY]["stop_reason"] == "max_steps"
     assert nb.cells[-1].metadata[META_KEY]["role"] == "note" and "step budget" in nb.cells[-1].source
+
+
+@pytest.mark.parametrize("quantization", ["none", "4bit"])
+def test_tiny_local_model_through_the_embedded_worker(
+    tmp_path: Path, tiny_model_dir: Path, tiny_adapter_dir: Path, quantization: str
+) -> None:
+    """The real loading code (transformers + peft + bitsandbytes) serving the real loop over HTTP.
+
+    A random model never produces a valid tool call, so the run must end on its budget
+    with a valid notebook and a note saying so.
+    """
+    from jupyter_analyst.models.host import EmbeddedModel
+
+    with EmbeddedModel(tiny_model_dir, adapter=tiny_adapter_dir, quantization=quantization, device="cpu",
+                       max_new_tokens=24) as host:
+        policy = host.policy(temperature=0.0)
+        out = tmp_path / "tiny.ipynb"
+        events: list[Any] = []
+        outcome = run_analysis(RunConfig(EXAMPLES / "penguins.csv", out, budget=Budget(max_steps=3)), policy,
+                               on_event=events.append)
+    assert outcome.finished.reason is StopReason.MAX_STEPS and outcome.finished.steps == 3
+    assert outcome.finished.tokens > 0  # usage came back over the API
+    nb = nbformat.read(out, as_version=4)
+    nbformat.validate(nb)
+    assert "via http://127.0.0.1" in nb.metadata[META_KEY]["policy"]
+    assert nb.cells[-1].metadata[META_KEY]["role"] == "note"

@@ -1,0 +1,28 @@
+"""Shared pytest fixtures. Keep each fixture small; heavy imports stay inside fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never download anything: tiny models are built locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen3.5-architecture model + tokenizer folder (built in seconds)."""
+    from jupyter_analyst.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model") / "qwen3_5", arch="qwen3_5")
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A non-zero LoRA adapter (all-linear) for ``tiny_model_dir``."""
+    from jupyter_analyst.testing import build_tiny_lora
+
+    return build_tiny_lora(tiny_model_dir, tmp_path_factory.mktemp("tiny-lora") / "lora")
