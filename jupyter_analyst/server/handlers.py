@@ -1,0 +1,260 @@
+"""HTTP and websocket handlers of ``{base_url}jupyter-analyst/`` (see docs/server-api.md).
+
+Every handler method is ``@tornado.web.authenticated`` (``ws_authenticated`` for the
+websocket, which must not redirect) and ``@authorized`` on the ``jupyter_analyst``
+resource; a test introspects this. Bodies and replies go through ``schema``; refusals
+are ``HTTPError``s that ``APIHandler`` renders as ``{"message", "reason"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from http.client import responses
+from typing import Any
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from pydantic import BaseModel, ValidationError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..errors import AnalystError
+from ..kernel.executor import KernelError
+from .kernelio import LIST_FRAMES_CODE, KernelLink, kernel_busy, normalize_path, session_kernel_id
+from .runs import ApiError, Run, RunManager
+from .schema import DataFrameInfo, DataFramesReply, RunRequest
+
+AUTH_RESOURCE = "jupyter_analyst"
+NAMESPACE = "jupyter-analyst"
+
+
+def _error(status: int, message: str) -> tornado.web.HTTPError:
+    return tornado.web.HTTPError(status, message, reason=responses.get(status, "Error"))
+
+
+class _Base(APIHandler):
+    """Shared helpers: the run manager, JSON replies, error translation."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def extension(self) -> Any:
+        return self.settings["jupyter_analyst"]
+
+    @property
+    def manager(self) -> RunManager:
+        manager: RunManager = self.extension.manager
+        return manager
+
+    def reply(self, model: BaseModel | list[BaseModel], status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        if isinstance(model, list):
+            self.finish(json.dumps([m.model_dump(mode="json") for m in model]))
+        else:
+            self.finish(model.model_dump_json())
+
+    def run_or_404(self, run_id: str) -> Run:
+        try:
+            return self.manager.get(run_id)
+        except ApiError as exc:
+            raise _error(exc.status, exc.message) from None
+
+
+class DataFramesHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """List the DataFrame variables in the kernel of notebook ``path``.
+
+        Helper code runs silently (no history, no execution count, no new names).
+        Status: 200 DataFramesReply; 400 no ``path``; 401/403 not authenticated/authorized;
+        404 no running kernel for the notebook; 409 the kernel stayed busy (it is running
+        a cell; try again when it is idle).
+        """
+        path = normalize_path(self.get_query_argument("path", "") or "")
+        if not path:
+            raise _error(400, "the query parameter 'path' is required")
+        kernel_id = await session_kernel_id(self.serverapp, path)
+        if kernel_id is None:
+            raise _error(404, f"no running kernel for {path}")
+        kernel_manager = self.settings["kernel_manager"]
+        if kernel_busy(kernel_manager, kernel_id):
+            raise _error(409, f"the kernel of {path} is busy running a cell; try again when it is idle")
+        link = KernelLink(kernel_manager, kernel_id)
+        try:
+            await link.open(self.extension.check_timeout)
+            out = await link.run_silent(LIST_FRAMES_CODE, timeout=self.extension.check_timeout)
+        except KernelError as exc:
+            busy = exc.ename in ("CellTimeoutError", "NoReply")
+            status = 409 if busy else 404 if exc.ename == "DeadKernelError" else 500
+            raise _error(status, str(exc)) from None
+        finally:
+            link.close()
+        line = next((x for x in reversed(out.splitlines()) if x.startswith("[")), "[]")
+        frames = [DataFrameInfo(**item) for item in json.loads(line)]
+        self.reply(DataFramesReply(path=path, kernel_id=kernel_id, dataframes=frames))
+
+
+class ProfilesHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The model profiles and the one runs use when they name none.
+
+        Status: 200 ProfilesReply; 401/403 not authenticated/authorized; 500 the user's
+        profiles file is unreadable (the message names it).
+        """
+        try:
+            reply = await asyncio.get_running_loop().run_in_executor(None, self.extension.profiles_reply)
+        except AnalystError as exc:
+            raise _error(500, str(exc)) from None
+        self.reply(reply)
+
+
+class RunsHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """All runs of this server, newest first.
+
+        Status: 200 [RunStatus]; 401/403 not authenticated/authorized.
+        """
+        self.reply([run.status() for run in self.manager.newest_first()])
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Start a run on a notebook's live document and kernel.
+
+        Status: 201 RunStatus (state ``starting``); 400 bad body, unknown profile, not a
+        DataFrame or an empty one; 401/403 not authenticated/authorized; 404 notebook,
+        kernel or variable not found; 409 the notebook already has an active run;
+        503 jupyter-collaboration is not enabled.
+        """
+        try:
+            req = RunRequest.model_validate_json(self.request.body or b"{}")
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            raise _error(400, f"bad run request: {problems}") from None
+        try:
+            choice, label = self.extension.policy_choice(req.profile)
+            run = await self.manager.start(req, choice, label)
+        except ApiError as exc:
+            raise _error(exc.status, exc.message) from None
+        self.reply(run.status(), status=201)
+
+
+class RunHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        """One run's status.
+
+        Status: 200 RunStatus; 401/403 not authenticated/authorized; 404 unknown run.
+        """
+        self.reply(self.run_or_404(run_id).status())
+
+
+class StopHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        """Interrupt the kernel and end the run within ~2 s, with a note cell saying so.
+
+        Status: 202 RunStatus (normally already ``stopped``); 401/403 not
+        authenticated/authorized; 404 unknown run; 409 the run already ended.
+        """
+        self.run_or_404(run_id)
+        try:
+            run = await self.manager.stop(run_id)
+        except ApiError as exc:
+            raise _error(exc.status, exc.message) from None
+        self.reply(run.status(), status=202)
+
+
+class ExportHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        """Write ``<stem>-analysis-report.ipynb`` (header + this run's cells) and its HTML.
+
+        Status: 201 ExportReply (API paths); 401/403 not authenticated/authorized;
+        404 unknown run or unreadable notebook; 409 the run is still active.
+        """
+        from .report import export_run
+
+        run = self.run_or_404(run_id)
+        try:
+            reply = await export_run(self.serverapp, run)
+        except ApiError as exc:
+            raise _error(exc.status, exc.message) from None
+        self.reply(reply, status=201)
+
+
+class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    """The run's event stream: past frames replayed, then live ones, then close."""
+
+    auth_resource = AUTH_RESOURCE
+    run: Run
+    _pump_task: asyncio.Task[None] | None = None
+
+    def set_default_headers(self) -> None:
+        """Undo JupyterHandler's HTML headers, meaningless for a websocket."""
+
+    @ws_authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:  # type: ignore[override]
+        """Upgrade to a websocket after authentication and authorization.
+
+        Status: 101 switching protocols; 401/403 not authenticated/authorized (checked
+        before the upgrade); 404 unknown run.
+        """
+        run = self.settings["jupyter_analyst"].manager.runs.get(run_id)
+        if run is None:
+            raise _error(404, f"no run {run_id!r} on this server")
+        self.run = run
+        await super().get(run_id)
+
+    def open(self, run_id: str) -> None:  # type: ignore[override]
+        super().open()  # WebSocketMixin: keep-alive pings
+        self._pump_task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        sent = 0
+        try:
+            while True:
+                while sent < len(self.run.frames):
+                    await self.write_message(self.run.frames[sent])
+                    sent += 1
+                if self.run.done.is_set() and sent >= len(self.run.frames):
+                    break
+                await self.run.wait_frames(sent)
+        except (WebSocketClosedError, asyncio.CancelledError):
+            return
+        self.close()
+
+    def on_message(self, message: str | bytes) -> None:
+        """The stream is one-way; client messages are ignored."""
+
+    def on_close(self) -> None:
+        if self._pump_task is not None and not self._pump_task.done():
+            self._pump_task.cancel()
+
+
+def handlers() -> list[tuple[str, type[tornado.web.RequestHandler]]]:
+    """URL patterns relative to the server's base_url (the ExtensionApp prefixes it)."""
+    run = r"(?P<run_id>[^/]+)"
+    return [
+        (rf"/{NAMESPACE}/dataframes", DataFramesHandler),
+        (rf"/{NAMESPACE}/profiles", ProfilesHandler),
+        (rf"/{NAMESPACE}/runs", RunsHandler),
+        (rf"/{NAMESPACE}/runs/{run}", RunHandler),
+        (rf"/{NAMESPACE}/runs/{run}/stop", StopHandler),
+        (rf"/{NAMESPACE}/runs/{run}/events", EventsHandler),
+        (rf"/{NAMESPACE}/runs/{run}/export", ExportHandler),
+    ]

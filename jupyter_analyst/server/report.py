@@ -1,0 +1,121 @@
+"""Export one run as a report: a header cell plus only that run's cells, as .ipynb and .html.
+
+The live notebook mixes the user's cells with one or more runs; the report keeps just the
+analysis of one run (its cells carry ``metadata.jupyter_analyst.run_id``), with outputs,
+so it can be shared as it is. It is written next to the notebook through the contents
+manager, so the paths returned are API paths the frontend can open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from pathlib import Path
+from typing import Any, cast
+
+import nbformat
+
+from ..agent.types import Policy
+from ..notebook.writer import META_KEY, TAG
+from ..runner import RunConfig, header_source
+from .runs import ApiError, Run, _maybe_await
+from .schema import ExportReply
+
+
+class _Named:
+    """Just enough of a Policy for ``header_source``: its ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def report_path(notebook_path: str) -> str:
+    """``<dir>/<stem>-analysis-report.ipynb`` for an API path."""
+    folder, name = posixpath.split(notebook_path)
+    stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+    return posixpath.join(folder, f"{stem}-analysis-report.ipynb")
+
+
+async def current_notebook(serverapp: Any, path: str) -> dict[str, Any]:
+    """The notebook as the shared document holds it now (unsaved edits included), else on disk."""
+    ydoc_ext = serverapp.web_app.settings.get("jupyter_server_ydoc")
+    if ydoc_ext is not None:
+        try:
+            doc = await ydoc_ext.get_document(
+                path=path, content_type="notebook", file_format="json", copy=True, create=False
+            )
+        except Exception:
+            doc = None
+        if doc is not None:
+            content: dict[str, Any] = await doc.aget()
+            return content
+    model = await _maybe_await(serverapp.contents_manager.get(path, content=True, type="notebook"))
+    return cast(dict[str, Any], model["content"])
+
+
+def build_report(run: Run, content: dict[str, Any]) -> nbformat.NotebookNode:
+    """Header + the run's cells (outputs kept) as a new, valid notebook."""
+    nb = nbformat.from_dict(content)
+    cells = [c for c in nb.cells if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id]
+    facts = run.facts or {"rows": "?", "cols": "?"}
+    config = RunConfig(data=Path(run.variable), output=Path(run.path), question=run.question)
+    header = header_source(config, cast(Policy, _Named(run.policy)), facts, run.run_id)
+    header += (
+        f"\n\n*From the notebook `{run.path}`; the DataFrame is the variable `{run.variable}` of its kernel.*"
+    )
+    report = nbformat.v4.new_notebook()
+    report.metadata.update({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
+    report.metadata[META_KEY] = {
+        "run_id": run.run_id,
+        "question": run.question,
+        "variable": run.variable,
+        "notebook": run.path,
+        "policy": run.policy,
+        "started": run.started,
+        "ended": run.ended,
+        "stop_reason": run.stop_reason,
+    }
+    report.cells.append(
+        nbformat.v4.new_markdown_cell(
+            header, metadata={META_KEY: {"run_id": run.run_id, "step": 0, "role": "header"}, "tags": [TAG]}
+        )
+    )
+    report.cells.extend(cells)
+    nbformat.validate(report)
+    return report
+
+
+def _render_html(os_path: Any, nb: nbformat.NotebookNode, ipynb: str, html_path: str) -> str | None:
+    """Write HTML beside ``ipynb`` through ``export_html`` when files live on disk (returns
+    None); otherwise return the HTML text for the contents manager to save."""
+    if os_path is not None:
+        from ..export import export_html
+
+        export_html(Path(os_path(ipynb)), Path(os_path(html_path)))
+        return None
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(embed_images=True).from_notebook_node(nb)
+    return str(body)
+
+
+async def export_run(serverapp: Any, run: Run) -> ExportReply:
+    """Write the report of a run that has ended (409 while it still runs)."""
+    if run.active:
+        raise ApiError(409, f"run {run.run_id} is still {run.state}; export it when it has ended")
+    try:
+        content = await current_notebook(serverapp, run.path)
+    except Exception as exc:
+        raise ApiError(404, f"cannot read {run.path}: {exc}") from None
+    report = build_report(run, content)
+    ipynb = report_path(run.path)
+    await _maybe_await(
+        serverapp.contents_manager.save({"type": "notebook", "format": "json", "content": report}, ipynb)
+    )
+    cm = serverapp.contents_manager
+    html = ipynb[: -len(".ipynb")] + ".html"
+    os_path = getattr(cm, "_get_os_path", None)  # FileContentsManager and its async twin
+    body = await asyncio.get_running_loop().run_in_executor(None, _render_html, os_path, report, ipynb, html)
+    if body is not None:
+        await _maybe_await(cm.save({"type": "file", "format": "text", "content": body}, html))
+    return ExportReply(ipynb=ipynb, html=html)

@@ -1,0 +1,105 @@
+"""The wire schema of the server API: the one source of truth for ``src/schema.ts``.
+
+Every request body is parsed, and every reply built, through these models, so a field
+can't drift between the handlers, the run manager and the TypeScript mirror. Field
+names and shapes follow ``docs/server-api.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+RunState = Literal["starting", "running", "finished", "stopping", "stopped", "failed"]
+"""starting: policy loading / checks; stopping: stop asked, not yet ended."""
+
+ACTIVE_STATES: frozenset[str] = frozenset({"starting", "running", "stopping"})
+"""States in which a run still owns its notebook (a second run gets 409)."""
+
+ProfileKind = Literal["embedded", "openai", "baseline"]
+
+
+class DataFrameInfo(BaseModel):
+    """One pandas DataFrame variable of a kernel (names starting with ``_`` are skipped)."""
+
+    name: str
+    shape: tuple[int, int]
+    columns: list[str] = Field(description="the first 50 column names")
+    memory_bytes: int
+
+
+class DataFramesReply(BaseModel):
+    path: str
+    kernel_id: str
+    dataframes: list[DataFrameInfo]
+
+
+class ProfileInfo(BaseModel):
+    name: str
+    description: str
+    kind: ProfileKind
+    memory_gb: float
+
+
+class ProfilesReply(BaseModel):
+    default: str
+    reason: str
+    profiles: list[ProfileInfo]
+
+
+class RunRequest(BaseModel):
+    """Body of ``POST runs``. Unknown fields are rejected (400) so typos surface early."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, description="API path of the notebook, relative to the server root")
+    variable: str = Field(min_length=1, description="name of the DataFrame variable in its kernel")
+    question: str | None = None
+    max_steps: int | None = Field(default=None, ge=1, le=200)
+    profile: str | None = None
+    after_cell_id: str | None = Field(default=None, description="insert the agent's cells after this cell")
+
+    @field_validator("variable")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError(f"not a Python variable name: {value!r}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _notebook(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value.endswith(".ipynb"):
+            raise ValueError(f"not a notebook path: {value!r}")
+        return value
+
+
+class RunStatus(BaseModel):
+    run_id: str
+    path: str
+    variable: str
+    question: str | None
+    state: RunState
+    step: int
+    max_steps: int
+    policy: str
+    started: str = Field(description="ISO 8601, UTC")
+    ended: str | None
+    stop_reason: str | None = Field(description="a StopReason value once the run ended")
+    answer: str | None
+    error: str | None = Field(description="readable reason of a failed run")
+    cells: list[str] = Field(description="ids of the run's cells in the notebook document")
+
+
+class ExportReply(BaseModel):
+    ipynb: str = Field(description="API path of the report notebook")
+    html: str = Field(description="API path of the HTML report")
+
+
+class ErrorReply(BaseModel):
+    """jupyter_server's ``APIHandler`` error body."""
+
+    message: str
+    reason: str | None = None

@@ -1,0 +1,51 @@
+"""``%analyst`` inside a Jupyter server: the run happens in the notebook, after the magic's cell."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+pytest.register_assert_rewrite("server_conftest")
+
+from server_conftest import *  # noqa: E402, F403  (the server fixtures, module-local)
+from server_conftest import NB_PATH, api, asynctest, run_user_cell, ydoc  # noqa: E402
+
+
+@asynctest
+async def test_magic_in_server_places_cells_after_its_cell(
+    jp_fetch: Any, jp_serverapp: Any, live_notebook: Any
+) -> None:
+    kernel_id = await live_notebook()
+    doc = await ydoc(jp_serverapp)
+    magic = '%load_ext jupyter_analyst\n%analyst df "Which species is heaviest?" --max-steps 4'
+    doc.ycells.insert(
+        2,
+        doc.create_ycell(
+            {
+                "id": "magic-cell",
+                "cell_type": "code",
+                "source": magic,
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+        ),
+    )
+    t0 = time.monotonic()
+    reply = await run_user_cell(jp_serverapp, kernel_id, magic, metadata={"cellId": "magic-cell"})
+    printed = "".join(o.get("text", "") for o in reply["outputs"])
+    assert reply["status"] == "ok" and "analyst: run " in printed and NB_PATH in printed, reply
+    assert time.monotonic() - t0 < 10  # returns at once: the server runs the analysis
+    runs: list[dict[str, Any]] = []
+    while not runs or runs[0]["state"] not in ("finished", "stopped", "failed"):
+        assert time.monotonic() - t0 < 120
+        await asyncio.sleep(0.2)
+        _, runs = await api(jp_fetch, "jupyter-analyst", "runs", expect=200)
+    assert runs[0]["state"] == "finished" and runs[0]["question"] == "Which species is heaviest?", runs[0]
+    ids = [c["id"] for c in doc.get()["cells"]]
+    assert ids[:3] == ["user-md", "user-code", "magic-cell"]
+    assert ids[3:-1] == runs[0]["cells"] and ids[-1] == "user-tail"
+    assert doc.get()["cells"][2]["source"] == magic

@@ -1,0 +1,402 @@
+"""The server extension on a real Jupyter server and a real kernel, offline (baseline policy).
+
+Authentication is required (``allow_unauthenticated_access: False``), the base URL is
+non-trivial, and the notebook lives in a folder with a space in its name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import tornado.web
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from tornado.httpclient import HTTPClientError
+
+pytest.register_assert_rewrite("server_conftest")
+
+from server_conftest import *  # noqa: E402, F403  (the server fixtures, module-local)
+from server_conftest import (  # noqa: E402
+    NB_PATH,
+    USER_CELLS,
+    api,
+    asynctest,  # noqa: E402
+    run_user_cell,
+    saved_notebook,
+    wait_run,
+    ydoc,
+)
+
+from jupyter_analyst.notebook import META_KEY, TAG  # noqa: E402
+from jupyter_analyst.server.handlers import EventsHandler, handlers  # noqa: E402
+
+RUNS = ("jupyter-analyst", "runs")
+
+
+def user_cells_of(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The user's cells as comparable dicts (everything a save would write)."""
+    out = []
+    for c in cells:
+        if META_KEY in c.get("metadata", {}):
+            continue
+        c = json.loads(json.dumps(c))
+        c.pop("execution_state", None)  # Y-only field
+        c["metadata"].pop("trusted", None)  # transient: the contents manager adds it on load
+        out.append(c)
+    return out
+
+
+def original_user_cells() -> list[dict[str, Any]]:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.from_dict(c) for c in USER_CELLS])
+    return user_cells_of(nbformat.reads(nbformat.writes(nb), as_version=4)["cells"])
+
+
+async def events_of(jp_ws_fetch: Any, run_id: str, timeout: float = 120) -> list[dict[str, Any]]:
+    """All frames of a run's event stream until the server closes it."""
+    ws = await jp_ws_fetch(*RUNS, run_id, "events")
+    frames = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = await asyncio.wait_for(ws.read_message(), timeout=deadline - time.monotonic())
+        if message is None:
+            break
+        frames.append(json.loads(message))
+    ws.close()
+    return frames
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def test_every_handler_requires_authentication_and_authorization() -> None:
+    """Each HTTP method of each handler is wrapped by authenticated and authorized."""
+    authenticated_code = tornado.web.authenticated(lambda self: None).__code__
+    ws_code = ws_authenticated(lambda self: None).__code__
+    authorized_code = authorized(lambda self: None).__code__
+    checked = 0
+    for _, cls in handlers():
+        for name in ("get", "post", "put", "patch", "delete", "head"):
+            method = cls.__dict__.get(name)
+            if method is None:
+                continue
+            outer = ws_code if cls is EventsHandler else authenticated_code
+            assert method.__code__ is outer, f"{cls.__name__}.{name} is not authenticated"
+            inner = method.__wrapped__
+            assert inner.__code__ is authorized_code, f"{cls.__name__}.{name} is not authorized"
+            assert getattr(cls, "auth_resource", None) == "jupyter_analyst"
+            checked += 1
+    assert checked == 8
+
+
+@asynctest
+async def test_unauthenticated_requests_are_refused(jp_fetch: Any, jp_ws_fetch: Any) -> None:
+    no_auth = {"Authorization": ""}
+    calls = [
+        ("GET", ("jupyter-analyst", "dataframes"), {"path": NB_PATH}),
+        ("GET", ("jupyter-analyst", "profiles"), None),
+        ("GET", RUNS, None),
+        ("POST", RUNS, None),
+        ("GET", (*RUNS, "abc123"), None),
+        ("POST", (*RUNS, "abc123", "stop"), None),
+        ("POST", (*RUNS, "abc123", "export"), None),
+    ]
+    for method, parts, params in calls:
+        for headers in (no_auth, {"Authorization": "token wrong"}):
+            r = await jp_fetch(
+                *parts,
+                method=method,
+                params=params,
+                headers=dict(headers),
+                raise_error=False,
+                body="{}" if method == "POST" else None,
+            )
+            assert r.code in (401, 403), (method, parts, r.code)
+    with pytest.raises(HTTPClientError) as err:
+        await jp_ws_fetch(*RUNS, "abc123", "events", headers=dict(no_auth))
+    assert err.value.code in (401, 403)
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+@asynctest
+async def test_dataframes_profiles_and_refusals(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, live_notebook: Any
+) -> None:
+    kernel_id = await live_notebook()
+    before = await run_user_cell(jp_serverapp, kernel_id, "number")
+    _, reply = await api(jp_fetch, "jupyter-analyst", "dataframes", params={"path": NB_PATH}, expect=200)
+    assert reply["kernel_id"] == kernel_id and reply["path"] == NB_PATH
+    frames = {f["name"]: f for f in reply["dataframes"]}
+    assert set(frames) == {"df", "empty"}  # not _hidden, not number
+    assert frames["df"]["shape"] == [344, 8] and frames["df"]["columns"][0] == "species"
+    assert frames["df"]["memory_bytes"] > 0
+    # Neither the execution count nor the namespace moved.
+    after = await run_user_cell(jp_serverapp, kernel_id, "[n for n in dir() if 'jupyter_analyst' in n]")
+    assert after["execution_count"] == before["execution_count"] + 1
+    assert after["outputs"][0]["data"]["text/plain"] == "[]"
+
+    await api(jp_fetch, "jupyter-analyst", "dataframes", expect=400)
+    await api(jp_fetch, "jupyter-analyst", "dataframes", params={"path": "nope.ipynb"}, expect=404)
+
+    _, profiles = await api(jp_fetch, "jupyter-analyst", "profiles", expect=200)
+    assert profiles["default"] == "baseline"
+    assert {"baseline", "qwen3.5-9b-4bit"} <= {p["name"] for p in profiles["profiles"]}
+
+    nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "no kernel.ipynb")
+    refusals = [
+        ("not json", 400),
+        ({"path": NB_PATH}, 400),
+        ({"path": NB_PATH, "variable": "df", "surprise": 1}, 400),
+        ({"path": NB_PATH, "variable": "df", "max_steps": 0}, 400),
+        ({"path": NB_PATH, "variable": "df", "profile": "no-such-profile"}, 400),
+        ({"path": NB_PATH, "variable": "number"}, 400),
+        ({"path": NB_PATH, "variable": "empty"}, 400),
+        ({"path": "missing.ipynb", "variable": "df"}, 404),
+        ({"path": "no kernel.ipynb", "variable": "df"}, 404),
+        ({"path": NB_PATH, "variable": "nope"}, 404),
+    ]
+    for body, status in refusals:
+        code, error = await api(jp_fetch, *RUNS, method="POST", body=body)
+        assert code == status, (body, code, error)
+        assert error["message"] and "reason" in error
+    for parts, method in (
+        ((*RUNS, "abc123"), "GET"),
+        ((*RUNS, "abc123", "stop"), "POST"),
+        ((*RUNS, "abc123", "export"), "POST"),
+    ):
+        await api(jp_fetch, *parts, method=method, expect=404)
+    with pytest.raises(HTTPClientError) as err:
+        await jp_ws_fetch(*RUNS, "abc123", "events")
+    assert err.value.code == 404
+    _, runs = await api(jp_fetch, *RUNS, expect=200)
+    assert runs == []
+
+
+@asynctest
+async def test_full_run_in_live_notebook(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, live_notebook: Any
+) -> None:
+    await live_notebook()
+    on_disk = json.loads((jp_root_dir / NB_PATH).read_text())["cells"]
+    t0 = time.monotonic()
+    _, status = await api(
+        jp_fetch,
+        *RUNS,
+        method="POST",
+        expect=201,
+        body={"path": NB_PATH, "variable": "df", "question": "How does body mass differ by species?"},
+    )
+    run_id = status["run_id"]
+    assert status["state"] in ("starting", "running")
+    await api(jp_fetch, *RUNS, method="POST", body={"path": NB_PATH, "variable": "df"}, expect=409)
+    doc = await ydoc(jp_serverapp)
+    while not any(META_KEY in (c.get("metadata") or {}) for c in doc.get()["cells"]):
+        assert time.monotonic() - t0 < 30
+        await asyncio.sleep(0.02)
+    first_cell = time.monotonic() - t0
+    frames = await events_of(jp_ws_fetch, run_id)
+    final = await wait_run(jp_fetch, run_id)
+    print(
+        f"\nPOST -> first agent cell in the document: {first_cell:.2f}s; run: {time.monotonic() - t0:.1f}s, "
+        f"{final['step']} steps"
+    )
+    assert final["state"] == "finished" and final["stop_reason"] == "final_answer", final
+    assert final["answer"] and final["ended"] and final["error"] is None
+
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "status" and kinds[-1] == "status" and "run_finished" in kinds
+    assert {"step_started", "model_replied", "cell_added", "cell_executed"} <= set(kinds)
+    added = [f["cell_id"] for f in frames if f["type"] == "cell_added"]
+    assert added == final["cells"]
+    assert frames[-1]["status"]["state"] == "finished"
+    # A late subscriber gets the same replay.
+    assert [f["type"] for f in await events_of(jp_ws_fetch, run_id)] == kinds
+
+    cells = doc.get()["cells"]
+    assert user_cells_of(cells) == original_user_cells()
+    agent = [c for c in cells if META_KEY in c["metadata"]]
+    assert [c["id"] for c in agent] == final["cells"]
+    assert all(TAG in c["metadata"]["tags"] and c["metadata"][META_KEY]["run_id"] == run_id for c in agent)
+    assert agent[-1]["metadata"][META_KEY]["role"] == "conclusions"
+    code = [c for c in agent if c["cell_type"] == "code"]
+    assert all(c["execution_count"] for c in code)
+    assert sum("image/png" in o.get("data", {}) for c in code for o in c["outputs"]) >= 2
+    assert not any(
+        k.startswith("application/vnd.jupyter-analyst")
+        for c in code
+        for o in c["outputs"]
+        for k in o.get("data", {})
+    )
+    assert [c["id"] for c in cells[:3]] == ["user-md", "user-code", "user-tail"]  # appended after the user's
+
+    saved = await saved_notebook(jp_root_dir / NB_PATH, lambda nb: len(nb.cells) == len(cells))
+    nbformat.validate(saved)
+    assert saved.cells[-1].metadata[META_KEY]["role"] == "conclusions"
+    assert user_cells_of(saved.cells) == original_user_cells()
+    raw = json.loads((jp_root_dir / NB_PATH).read_text())["cells"]
+    assert [c for c in raw if META_KEY not in c["metadata"]] == on_disk  # the user's cells, as stored
+
+    await api(jp_fetch, *RUNS, run_id, "stop", method="POST", expect=409)
+    _, exported = await api(jp_fetch, *RUNS, run_id, "export", method="POST", expect=201)
+    assert exported == {
+        "ipynb": "work dir/analysis-analysis-report.ipynb",
+        "html": "work dir/analysis-analysis-report.html",
+    }
+    report = nbformat.read(jp_root_dir / exported["ipynb"], as_version=4)
+    nbformat.validate(report)
+    assert report.cells[0].metadata[META_KEY]["role"] == "header"
+    assert "body mass" in report.cells[0].source and "`df`" in report.cells[0].source
+    assert [c.id for c in report.cells[1:]] == final["cells"]
+    assert "<html" in (jp_root_dir / exported["html"]).read_text()
+    _, runs = await api(jp_fetch, *RUNS, expect=200)
+    assert [r["run_id"] for r in runs] == [run_id]
+    # The policy started for the run is kept for the next one, and closed when the server stops.
+    app = jp_serverapp.web_app.settings["jupyter_analyst"]
+    assert app.pool.started == [final["policy"]] and app._reaper is not None  # the idle reaper runs
+    await app.stop_extension()
+    assert app.pool.started == []
+
+
+@asynctest
+async def test_stop_a_running_cell(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+    analyst_app: Any,
+    live_notebook: Any,
+    tmp_path: Path,
+) -> None:
+    kernel_id = await live_notebook()
+    script = tmp_path / "slow.json"
+    script.write_text(
+        json.dumps(
+            [
+                {"markdown": "Counting slowly."},
+                {"code": "import time\nfor i in range(600):\n    time.sleep(0.1)"},
+                {"final_answer": "never reached"},
+            ]
+        )
+    )
+    analyst_app.replay = str(script)
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    run_id = status["run_id"]
+    await api(jp_fetch, *RUNS, run_id, "export", method="POST", expect=409)
+    doc = await ydoc(jp_serverapp)
+    deadline = time.monotonic() + 30
+    while not any(c.get("execution_state") == "running" for c in doc.ycells):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    _, stopped = await api(jp_fetch, *RUNS, run_id, "stop", method="POST", expect=202)
+    latency = time.monotonic() - t0
+    final = await wait_run(jp_fetch, run_id, timeout=2)
+    print(f"\nstop latency: {latency:.2f}s (reply state {stopped['state']})")
+    assert latency < 2.0 and final["state"] == "stopped" and final["stop_reason"] == "stopped"
+    cells = doc.get()["cells"]
+    assert cells[-1]["metadata"][META_KEY]["role"] == "note" and "stopped" in cells[-1]["source"]
+    assert user_cells_of(cells) == original_user_cells()
+    frames = await events_of(jp_ws_fetch, run_id, timeout=5)
+    assert frames[-1]["status"]["state"] == "stopped"
+    # Interrupted, not restarted: the user's variables are still there.
+    reply = await run_user_cell(jp_serverapp, kernel_id, "df.shape")
+    assert reply["status"] == "ok" and "(344, 8)" in reply["outputs"][0]["data"]["text/plain"]
+    await api(jp_fetch, *RUNS, run_id, "stop", method="POST", expect=409)
+    saved = await saved_notebook(jp_root_dir / NB_PATH, lambda nb: len(nb.cells) == len(cells))
+    assert user_cells_of(saved.cells) == original_user_cells()
+
+
+@asynctest
+async def test_user_edit_of_an_agent_cell_is_kept(
+    jp_fetch: Any, jp_serverapp: Any, analyst_app: Any, live_notebook: Any, tmp_path: Path
+) -> None:
+    await live_notebook()
+    agent_code = "import time\ntime.sleep(1.5)\nprint('agent output')"
+    script = tmp_path / "edit.json"
+    script.write_text(
+        json.dumps([{"code": agent_code}, {"final_answer": "Done: the cell printed its output."}])
+    )
+    analyst_app.replay = str(script)
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    doc = await ydoc(jp_serverapp)
+    deadline = time.monotonic() + 30
+    while True:
+        mine = [c for c in doc.ycells if META_KEY in c["metadata"].to_py()]
+        if mine:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    edited_id = mine[0]["id"]
+    doc.set_cell(LiveIndex.of(doc, edited_id), source="# the user's version\nprint('mine')")
+    final = await wait_run(jp_fetch, status["run_id"])
+    assert final["state"] == "finished", final
+    cells = doc.get()["cells"]
+    ids = [c["id"] for c in cells]
+    edited = cells[ids.index(edited_id)]
+    assert edited["source"] == "# the user's version\nprint('mine')"
+    assert edited.get("execution_count") is None and "status" not in edited["metadata"][META_KEY]
+    copy = cells[ids.index(edited_id) + 1]
+    assert copy["source"] == agent_code and META_KEY in copy["metadata"]
+    assert "agent output" in "".join(o.get("text", "") for o in copy["outputs"])
+    assert user_cells_of(cells) == original_user_cells()
+
+
+class LiveIndex:
+    @staticmethod
+    def of(doc: Any, cell_id: str) -> int:
+        return next(i for i, c in enumerate(doc.ycells) if c["id"] == cell_id)
+
+
+@asynctest
+async def test_model_error_timeout_and_dead_kernel(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, analyst_app: Any, live_notebook: Any, tmp_path: Path
+) -> None:
+    """A backend error and a dead kernel fail the run readably; a slow cell is interrupted."""
+    kernel_id = await live_notebook()
+    analyst_app.profile = ""
+    analyst_app.base_url = "http://127.0.0.1:9/v1"  # nothing listens: the backend is unreachable
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    final = await wait_run(jp_fetch, status["run_id"])
+    assert final["state"] == "failed" and final["stop_reason"] == "model_error", final
+    assert "127.0.0.1:9" in final["error"]
+
+    analyst_app.base_url = ""
+    # A cell over the per-cell timeout is interrupted; the model sees it and the run goes on.
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps([{"code": "import time\ntime.sleep(60)"}, {"final_answer": "It timed out."}]))
+    analyst_app.replay, analyst_app.cell_timeout = str(slow), 1.0
+    t0 = time.monotonic()
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    frames = await events_of(jp_ws_fetch, status["run_id"], timeout=30)
+    executed = [f for f in frames if f["type"] == "cell_executed"]
+    assert executed[0]["status"] == "timeout" and "exceeded 1s" in executed[0]["error_value"]
+    assert frames[-1]["status"]["state"] == "finished" and time.monotonic() - t0 < 15
+    reply = await run_user_cell(jp_serverapp, kernel_id, "df.shape")  # interrupted, not restarted
+    assert reply["status"] == "ok"
+
+    script = tmp_path / "die.json"
+    script.write_text(json.dumps([{"code": "import os\nos._exit(1)"}, {"final_answer": "unreachable"}]))
+    analyst_app.replay = str(script)
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    final = await wait_run(jp_fetch, status["run_id"], timeout=60)
+    assert final["state"] == "failed" and final["stop_reason"] == "kernel_died", final
+    assert "kernel died" in final["error"]
+    doc = await ydoc(jp_serverapp)
+    assert "kernel died" in doc.get()["cells"][-1]["source"]
