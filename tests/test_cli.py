@@ -121,3 +121,29 @@ def test_models_lists_profiles(tmp_path: Path) -> None:
     for name in ("qwen3.5-9b-4bit", "copaw-flash-9b-analyst", "qwen2.5-1.5b-cpu", "baseline"):
         assert name in proc.stdout
     assert "GB GPU" in proc.stdout and "default here:" in proc.stdout
+
+
+def test_serve_a_local_model_by_hand(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import re
+    import signal
+
+    import httpx
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_analyst", "serve", "--model", str(tiny_model_dir),
+                             "--port", "0"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = ""
+        for line in proc.stderr:
+            if line.startswith("serving"):
+                break
+        found = re.match(r"serving (\S+)\s+\(api key: (\S+)\)", line)
+        assert found, line
+        url, key = found.groups()
+        assert httpx.get(f"{url}/models", timeout=30).status_code == 401
+        models = httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+        assert models["data"][0]["id"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0

@@ -1,0 +1,202 @@
+"""``jupyter analyst eval``: run a judged suite, write its report, or compare two result sets.
+
+    jupyter analyst eval [--suite builtin|dabench --data-dir DIR] [--tasks GLOB ...] [--kind open|closed]
+                         [--limit N] [--workers N] [-o DIR] [model flags as for `run`]
+    jupyter analyst eval report DIR            # re-write DIR/report.md from its records
+    jupyter analyst eval compare DIR_A DIR_B   # side by side (also: --compare DIR_A DIR_B)
+
+This module is imported whenever the CLI builds its parser, so it imports only argparse at
+module level; everything heavy loads inside :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``eval`` with the same model flags as ``run``."""
+    from ..cli import _add_model_options
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate the analyst on a judged suite of real datasets (or compare two evaluations)",
+        description="Run each task headless, judge it (completion, re-run, figures, answers, grounding) "
+        "and write results.jsonl, notebooks/ and report.md into the output folder. "
+        "`eval report DIR` re-writes a report; `eval compare DIR_A DIR_B` compares two folders.",
+    )
+    p.add_argument(
+        "action",
+        nargs="*",
+        metavar="report DIR | compare DIR_A DIR_B",
+        help="optional: re-write a report, or compare two result folders",
+    )
+    p.add_argument(
+        "--suite", choices=["builtin", "dabench"], default="builtin", help="task suite (default builtin)"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="DABench folder with da-dev-questions.jsonl, da-dev-labels.jsonl "
+        "and da-dev-tables/ (for --suite dabench)",
+    )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="GLOB",
+        help="task ids or dataset keys, globs allowed (e.g. 'churn-*' penguins); commas also separate",
+    )
+    p.add_argument(
+        "--kind", choices=["open", "closed"], help="only open analyses or only closed-form questions"
+    )
+    p.add_argument("--limit", type=int, help="at most N tasks (after the filters)")
+    p.add_argument("--list", action="store_true", help="list the selected tasks and exit")
+    p.add_argument("-o", "--output", type=Path, help="result folder (default ./eval-<suite>-<policy>)")
+    p.add_argument("--workers", type=int, default=1, help="tasks run in parallel, each with its own kernel")
+    p.add_argument("--no-resume", action="store_true", help="start over instead of skipping finished tasks")
+    p.add_argument(
+        "--no-rerun", action="store_true", help="skip the re-run check (faster; 'reproducible' unknown)"
+    )
+    p.add_argument("--max-steps", type=int, default=30, help="model turns per task (default 30)")
+    p.add_argument("--max-tokens", type=int, help="tokens per task")
+    p.add_argument("--max-time", type=float, help="seconds per task")
+    p.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell (default 60)")
+    p.add_argument(
+        "--data-cache",
+        type=Path,
+        help="where suite datasets are written as CSV (default ~/.cache/jupyter-analyst/datasets)",
+    )
+    p.add_argument(
+        "--compare", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"), help="compare two result folders"
+    )
+    p.add_argument("--baseline", action="store_true", help="use the rule-based baseline analyst (no model)")
+    p.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_options(p)
+
+
+def _slug(args: argparse.Namespace) -> str:
+    if args.baseline:
+        name = "baseline"
+    elif args.replay:
+        name = f"replay-{args.replay.stem}"
+    elif args.model:
+        name = Path(str(args.model).rstrip("/")).name + (
+            f"+{Path(str(args.adapter).rstrip('/')).name}" if args.adapter else ""
+        )
+    elif args.profile:
+        name = args.profile
+    elif args.base_url:
+        name = "remote"
+    else:
+        name = "default"
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-") or "policy"
+
+
+def _patterns(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+def _load_tasks(args: argparse.Namespace) -> list[Any]:
+    from ..errors import InputError
+    from .tasks import select_tasks
+
+    if args.suite == "dabench":
+        from .dabench import load_dabench
+
+        if not args.data_dir:
+            raise InputError("--suite dabench needs --data-dir (the folder with da-dev-questions.jsonl)")
+        tasks = load_dabench(args.data_dir)
+    else:
+        from .suite import builtin_tasks
+
+        tasks = builtin_tasks(materialise=False)
+    chosen = select_tasks(tasks, _patterns(args.tasks), args.kind, args.limit)
+    if not chosen:
+        raise InputError("no task matches the filters (see --list)")
+    return chosen
+
+
+def _print_summary(s: dict[str, Any], output: Path, out: Any) -> None:
+    from .report import LABELS, _pct
+
+    print(f"{s['policy']}: {s['tasks']} tasks, wall time {s['wall_seconds']:.0f} s", file=out)
+    for metric, rate in s["rates"].items():
+        print(f"  {LABELS[metric]:<28} {_pct(rate)}", file=out)
+    print(f"report: {output / 'report.md'}", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``jupyter analyst eval``; returns the process exit code."""
+    from ..errors import InputError
+    from .report import compare, write_report
+
+    out = sys.stderr
+    action = list(args.action or [])
+    if args.compare or (action and action[0] == "compare"):
+        dirs = [Path(d) for d in (args.compare or action[1:])]
+        if len(dirs) != 2:
+            raise InputError("compare needs two result folders: eval compare DIR_A DIR_B")
+        for d in dirs:
+            if not (d / "results.jsonl").exists():
+                raise InputError(f"{d} holds no results.jsonl")
+        target = args.output or dirs[1] / "compare"
+        result = compare(dirs[0], dirs[1], target)
+        print(f"compared {result['common_tasks']} common tasks -> {target / 'compare.md'}", file=out)
+        return 0
+    if action and action[0] == "report":
+        if len(action) != 2 or not (Path(action[1]) / "results.jsonl").exists():
+            raise InputError("usage: eval report DIR (a folder with results.jsonl)")
+        summary = write_report(Path(action[1]))
+        _print_summary(summary, Path(action[1]), out)
+        return 0
+    if action:
+        raise InputError(f"unknown eval action {action[0]!r}; use 'report DIR' or 'compare DIR_A DIR_B'")
+
+    tasks = _load_tasks(args)
+    if args.list:
+        for t in tasks:
+            print(f"{t.id:<34} {t.kind:<6} {t.dataset:<20} {t.question.splitlines()[0][:70]}")
+        print(f"{len(tasks)} tasks over {len({t.dataset for t in tasks})} datasets", file=out)
+        return 0
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
+
+    from ..agent import Budget
+    from ..cli import _choice
+    from ..models.select import build_policy
+    from .harness import EvalConfig, run_suite
+
+    output = args.output or Path(f"eval-{args.suite}-{_slug(args)}")
+    with build_policy(_choice(args)) as handle:  # type: ignore[arg-type]
+        print(
+            f"jupyter-analyst eval: {len(tasks)} tasks with {handle.label}, "
+            f"{args.workers} worker(s) -> {output}",
+            file=out,
+        )
+        if handle.note:
+            print(f"  ({handle.note})", file=out)
+        config = EvalConfig(
+            output=output,
+            budget=Budget(args.max_steps, args.max_tokens, args.max_time),
+            cell_timeout=args.cell_timeout,
+            workers=args.workers,
+            rerun=not args.no_rerun,
+            resume=not args.no_resume,
+            data_cache=args.data_cache,
+            suite=args.suite,
+            policy_label=handle.label,
+        )
+        policy = handle.policy
+        result = run_suite(tasks, lambda task: policy, config, progress=None if args.quiet else out)
+    if result["skipped"]:
+        print(f"  resumed: {result['skipped']} finished task(s) skipped", file=out)
+    summary = write_report(output, [t.id for t in tasks])
+    _print_summary(summary, output, out)
+    return 0

@@ -1,0 +1,289 @@
+"""Run a suite: N workers, one kernel each, one JSONL record per task, resumable.
+
+Each task is a whole ``run_analysis`` (its own kernel) followed by the judge (another
+fresh kernel for the re-run), so workers are threads: the heavy work is in the kernel and
+model processes, and threads can share one started policy (an embedded model is started
+once and reached over its base URL). Records are appended as tasks finish, so an
+interrupted evaluation resumes where it stopped: tasks with a record are skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import __version__
+from ..agent import Budget
+from ..agent.types import Event, Policy
+from ..agent.wire import event_to_dict
+from .datasets import materialize
+from .judge import judge_run
+from .tasks import EvalTask
+
+RESULTS = "results.jsonl"
+RUN_INFO = "run.json"
+PolicyFactory = Callable[[EvalTask], Policy]
+
+
+@dataclass
+class EvalConfig:
+    """How to run a suite; ``output`` holds records, notebooks, data copies and the report."""
+
+    output: Path
+    budget: Budget = field(default_factory=lambda: Budget(max_steps=30))
+    cell_timeout: float = 60.0
+    workers: int = 1
+    rerun: bool = True
+    resume: bool = True
+    data_cache: Path | None = None
+    suite: str = "builtin"
+    policy_label: str = ""
+
+
+def load_records(output: Path) -> dict[str, dict[str, Any]]:
+    """The last record per task id in ``output/results.jsonl`` (a torn last line is ignored)."""
+    path = Path(output) / RESULTS
+    records: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return records
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and rec.get("task_id"):
+                records[rec["task_id"]] = rec
+    return records
+
+
+def finished_ids(output: Path) -> set[str]:
+    """Tasks whose record is complete (a harness error is retried on resume)."""
+    return {k for k, r in load_records(output).items() if "verdict" in r and not r.get("harness_error")}
+
+
+class _Bar:
+    """A dependency-free progress line on stderr: one updating line on a TTY, else one line per task."""
+
+    def __init__(self, total: int, done: int, stream: TextIO | None, label: str) -> None:
+        self.total, self.done, self.passed, self.stream, self.label = total, done, 0, stream, label
+        self.start = time.monotonic()
+        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+        self._lock = threading.Lock()
+        self._show("")
+
+    def _show(self, last: str) -> None:
+        if self.stream is None:
+            return
+        width = 24
+        filled = int(width * self.done / self.total) if self.total else width
+        elapsed = time.monotonic() - self.start
+        line = (
+            f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"passed {self.passed}  {elapsed:5.0f}s  {last}"
+        )
+        if self.tty:
+            print("\r" + line[:150].ljust(150), end="", file=self.stream, flush=True)
+        elif last:
+            print(line, file=self.stream, flush=True)
+
+    def update(self, task_id: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.done += 1
+            verdict = record.get("verdict") or {}
+            self.passed += int(bool(verdict.get("passed")))
+            status = "error" if record.get("harness_error") else ("pass" if verdict.get("passed") else "fail")
+            self._show(f"{task_id}: {status} ({record.get('wall_seconds', 0):.0f}s)")
+
+    def close(self) -> None:
+        if self.stream is not None and self.tty:
+            print(file=self.stream, flush=True)
+
+
+def _place_data(task: EvalTask, config: EvalConfig) -> Path:
+    """The data file a task's notebook loads: built-in data is copied into the output folder."""
+    if task.scoring != "builtin":
+        if task.data_path is None:
+            raise ValueError(f"task {task.id} has no data file")
+        return task.data_path
+    source = task.data_path or materialize(task.dataset, config.data_cache)
+    target = config.output / "data" / source.name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{threading.get_ident()}.tmp")
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def run_task(
+    task: EvalTask, policy: Policy, config: EvalConfig, stop: threading.Event | None = None
+) -> dict[str, Any]:
+    """Run and judge one task; errors in our own code become a ``harness_error`` record.
+
+    ``stop`` (set on Ctrl-C) ends the run at its next step; such a record is marked
+    interrupted so a resumed evaluation runs the task again.
+    """
+    from ..runner import RunConfig, run_analysis
+
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    notebook = config.output / "notebooks" / f"{task.id}.ipynb"
+    events: list[dict[str, Any]] = []
+    record: dict[str, Any] = {
+        "task_id": task.id,
+        "task": task.summary(),
+        "prompt": task.prompt,
+        "policy": config.policy_label or policy.name,
+        "notebook": str(notebook.relative_to(config.output)),
+        "started": started,
+        "version": __version__,
+        "budget": {
+            "max_steps": config.budget.max_steps,
+            "max_tokens": config.budget.max_tokens,
+            "max_seconds": config.budget.max_seconds,
+        },
+    }
+    try:
+        data = _place_data(task, config)
+        record["data"] = os.path.relpath(data, config.output)
+        expected = task.expected(data)
+        record["expected"] = expected
+        notebook.unlink(missing_ok=True)
+
+        def collect(event: Event) -> None:
+            events.append(event_to_dict(event))
+
+        run_config = RunConfig(
+            data=data,
+            output=notebook,
+            question=task.prompt,
+            budget=config.budget,
+            cell_timeout=config.cell_timeout,
+        )
+        run_analysis(run_config, policy, on_event=collect, should_stop=stop.is_set if stop else None)
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
+        verdict = judge_run(
+            task, events, notebook, expected, rerun=config.rerun, cell_timeout=config.cell_timeout
+        )
+        record["verdict"] = verdict.to_dict()
+    except KeyboardInterrupt:
+        record["harness_error"] = "interrupted (Ctrl-C): the task runs again on resume"
+    except Exception as exc:  # noqa: BLE001 - one broken task must not end the evaluation
+        record["harness_error"] = f"{type(exc).__name__}: {exc}"
+    record["events"] = events
+    record["wall_seconds"] = round(time.monotonic() - t0, 3)
+    return record
+
+
+def _write_info(config: EvalConfig, tasks: list[EvalTask], todo: int) -> None:
+    path = config.output / RUN_INFO
+    info: dict[str, Any] = {}
+    if path.exists():
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            info = {}
+    info.setdefault("sessions", []).append(
+        {
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "policy": config.policy_label,
+            "tasks": len(tasks),
+            "to_run": todo,
+            "workers": config.workers,
+            "suite": config.suite,
+            "version": __version__,
+            "cpus": os.cpu_count(),
+            "budget": {
+                "max_steps": config.budget.max_steps,
+                "max_tokens": config.budget.max_tokens,
+                "max_seconds": config.budget.max_seconds,
+            },
+            "cell_timeout": config.cell_timeout,
+            "rerun": config.rerun,
+        }
+    )
+    info.update({"policy": config.policy_label, "suite": config.suite})
+    path.write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+def _finish_info(config: EvalConfig, wall: float) -> None:
+    path = config.output / RUN_INFO
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info["sessions"][-1]["wall_seconds"] = wall
+    path.write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+def run_suite(
+    tasks: Iterable[EvalTask],
+    policy_for: PolicyFactory,
+    config: EvalConfig,
+    progress: TextIO | None = sys.stderr,
+) -> dict[str, Any]:
+    """Run every task not yet finished in ``config.output``; return a summary of this session.
+
+    The summary holds ``records`` (all selected tasks, earlier sessions included),
+    ``ran`` / ``skipped`` counts and this session's ``wall_seconds``.
+    """
+    tasks = list(tasks)
+    config.output.mkdir(parents=True, exist_ok=True)
+    (config.output / "notebooks").mkdir(exist_ok=True)
+    done = finished_ids(config.output) if config.resume else set()
+    if not config.resume:
+        (config.output / RESULTS).unlink(missing_ok=True)
+    todo = [t for t in tasks if t.id not in done]
+    _write_info(config, tasks, len(todo))
+    bar = _Bar(len(tasks), len(tasks) - len(todo), progress, "eval")
+    lock = threading.Lock()
+    start = time.monotonic()
+    results_path = config.output / RESULTS
+
+    stop = threading.Event()
+
+    def one(task: EvalTask) -> dict[str, Any]:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        record = run_task(task, policy_for(task), config, stop)
+        with lock, results_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            fh.flush()
+        bar.update(task.id, record)
+        return record
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="eval") as pool:
+            pending: set[Future[dict[str, Any]]] = {pool.submit(one, t) for t in todo}
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        f.result()
+            except BaseException:
+                stop.set()  # running tasks end at their next step; queued ones never start
+                for f in pending:
+                    f.cancel()
+                raise
+    finally:
+        bar.close()
+        _finish_info(config, round(time.monotonic() - start, 3))
+    wall = round(time.monotonic() - start, 3)
+    records = load_records(config.output)
+    chosen = [records[t.id] for t in tasks if t.id in records]
+    return {"records": chosen, "ran": len(todo), "skipped": len(tasks) - len(todo), "wall_seconds": wall}

@@ -1,0 +1,275 @@
+"""The judge: did a run finish on its own, re-run, chart, answer right and state real numbers?
+
+Completion alone says little (a model can end every run with a confident, made-up
+report), so each run is checked on independent axes, each with its own rate:
+
+* ``natural``: the run ended on ``final_answer`` within its budget;
+* ``reproducible``: the saved notebook re-runs top to bottom in a fresh kernel (nbclient)
+  with no cell raising (a run that executed no analysis cell has nothing to reproduce and
+  counts as not reproducible); ``rerun_consistent`` is the weaker check that no cell which ran
+  cleanly during the run fails on the re-run (failed-then-fixed cells stay in the notebook);
+* ``has_figures``: at least one figure was drawn;
+* ``answers_correct`` (closed-form tasks): every ``@name[value]`` matches the reference
+  within its tolerance (built-in) or by DABench's rule;
+* ``grounded``: every number the conclusions state appears in some cell output (the rule
+  is in ``grounding``).
+
+A run ``passed`` when it is natural, reproducible and grounded, and in addition answered
+correctly (closed tasks) or drew a figure (open tasks). The judge reads the run's event
+dicts (``event_to_dict``), so saved records can be judged again without re-running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .answers import extract_answers, score_answer, score_dabench
+from .grounding import Evidence, check_grounding, output_texts
+from .tasks import EvalTask
+
+METRICS = (
+    "natural",
+    "reproducible",
+    "rerun_consistent",
+    "has_figures",
+    "answers_correct",
+    "grounded",
+    "passed",
+)
+"""The boolean checks every report shows as rates (``answers_correct`` over closed tasks only)."""
+
+
+@dataclass
+class Rerun:
+    """Outcome of re-executing a notebook in a fresh kernel."""
+
+    ok: bool
+    consistent: bool
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    detail: str = ""
+
+
+def _error_cells(nb: Any) -> set[str]:
+    return {
+        c.get("id", str(i))
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))
+    }
+
+
+def rerun_notebook(path: Path, timeout: float = 120.0, startup_timeout: float = 60.0) -> Rerun:
+    """Execute a copy of ``path`` top to bottom (cwd = its folder); the file is not changed."""
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(str(path), as_version=4)
+    before = _error_cells(nb)
+    ipc = tempfile.mkdtemp(prefix="ja-rerun-")
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(ipc, "k"))
+    km.shutdown_wait_time = 2.0
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=int(timeout),
+        startup_timeout=int(startup_timeout),
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.monotonic()
+    detail = ""
+    try:
+        client.execute()
+    except Exception as exc:  # a dead kernel or a failed start: the notebook did not re-run
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    finally:
+        try:
+            if km.has_kernel:  # nbclient leaves a kernel it did not create running
+                km.shutdown_kernel(now=True)
+        except Exception:  # noqa: BLE001 - best effort: the process may be gone already
+            pass
+        shutil.rmtree(ipc, ignore_errors=True)
+    errors = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "error":
+                errors.append(
+                    {
+                        "cell": i,
+                        "cell_id": cell.get("id", str(i)),
+                        "ename": out.get("ename", ""),
+                        "evalue": str(out.get("evalue", ""))[:300],
+                    }
+                )
+                break
+    new = [e for e in errors if e["cell_id"] not in before]
+    ok = not errors and not detail
+    return Rerun(ok, not new and not detail, errors, round(time.monotonic() - start, 3), detail)
+
+
+@dataclass
+class Verdict:
+    """Everything the judge decided about one run (JSON-safe via :meth:`to_dict`)."""
+
+    task_id: str
+    kind: str
+    stop_reason: str
+    natural: bool
+    steps: int
+    tokens: int
+    seconds: float
+    errors: int
+    errors_fixed: int
+    cells: int
+    cells_ok: int
+    figures: int
+    has_figures: bool
+    reproducible: bool | None
+    rerun_consistent: bool | None
+    rerun_errors: list[dict[str, Any]]
+    rerun_seconds: float
+    answers: dict[str, dict[str, Any]]
+    answers_correct: bool | None
+    claims: int
+    claims_supported: int
+    unsupported: list[str]
+    grounded: bool
+    passed: bool
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finished(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    for e in reversed(events):
+        if e.get("type") == "run_finished":
+            return e
+    return {
+        "reason": "missing",
+        "answer": None,
+        "steps": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+        "errors": 0,
+        "errors_fixed": 0,
+        "detail": "the run produced no run_finished event",
+    }
+
+
+def score_answers(
+    task: EvalTask, expected: Mapping[str, Any], answer: str | None
+) -> tuple[dict[str, dict[str, Any]], bool | None]:
+    """Per sub-answer ``{expected, got, ok}`` and whether all are right (None for open tasks)."""
+    if task.kind != "closed":
+        return {}, None
+    got = extract_answers(answer)
+    if task.scoring == "dabench":
+        ok = score_dabench({k: str(v) for k, v in expected.items()}, got)
+        rows = {k: {"expected": v, "got": got.get(k), "ok": ok[k]} for k, v in expected.items()}
+    else:
+        specs = {a.name: a for a in task.answers}
+        rows = {
+            k: {
+                "expected": v,
+                "got": got.get(k),
+                "ok": score_answer(specs[k], v, got.get(k)),
+                "tolerance": specs[k].tolerance,
+            }
+            for k, v in expected.items()
+        }
+    return rows, bool(rows) and all(r["ok"] for r in rows.values())
+
+
+def judge_run(
+    task: EvalTask,
+    events: Sequence[Mapping[str, Any]],
+    notebook: Path | None,
+    expected: Mapping[str, Any] | None = None,
+    *,
+    rerun: bool = True,
+    cell_timeout: float = 120.0,
+) -> Verdict:
+    """Judge one finished run from its event dicts and its saved notebook."""
+    fin = _finished(events)
+    natural = fin.get("reason") == "final_answer"
+    answer = fin.get("answer") if natural else None
+    executed = [e for e in events if e.get("type") == "cell_executed"]
+    figures = sum(int(e.get("figures") or 0) for e in executed)
+
+    nb = None
+    if notebook is not None and Path(notebook).exists():
+        nb = nbformat.read(str(notebook), as_version=4)
+        if not figures:  # events may come from an older record: count images in the notebook
+            figures = sum(
+                1
+                for c in nb.cells
+                if c.cell_type == "code"
+                for o in c.get("outputs", [])
+                if "image/png" in o.get("data", {})
+            )
+    reproducible = consistent = None
+    rerun_errors: list[dict[str, Any]] = []
+    rerun_seconds = 0.0
+    detail = str(fin.get("detail") or "")
+    if rerun and nb is not None and notebook is not None and not executed:
+        reproducible = consistent = False  # only the setup cell: there is no analysis to reproduce
+    elif rerun and nb is not None and notebook is not None:
+        result = rerun_notebook(Path(notebook), timeout=cell_timeout)
+        reproducible, consistent = result.ok, result.consistent
+        rerun_errors, rerun_seconds = result.errors[:10], result.seconds
+        if result.detail:
+            detail = (detail + "; " if detail else "") + f"re-run: {result.detail}"
+
+    answers, correct = score_answers(task, expected or {}, answer)
+    if natural and answer:
+        evidence = Evidence.from_texts(output_texts(nb) if nb is not None else [])
+        g = check_grounding(answer, evidence, task.prompt)
+        claims, supported, unsupported, grounded = g.claims, g.supported, g.unsupported[:20], g.grounded
+    else:
+        claims, supported, unsupported, grounded = 0, 0, [], False
+
+    passed = (
+        natural
+        and bool(reproducible)
+        and grounded
+        and (bool(correct) if task.kind == "closed" else figures > 0)
+    )
+    return Verdict(
+        task_id=task.id,
+        kind=task.kind,
+        stop_reason=str(fin.get("reason")),
+        natural=natural,
+        steps=int(fin.get("steps") or 0),
+        tokens=int(fin.get("tokens") or 0),
+        seconds=float(fin.get("seconds") or 0.0),
+        errors=int(fin.get("errors") or 0),
+        errors_fixed=int(fin.get("errors_fixed") or 0),
+        cells=len(executed),
+        cells_ok=sum(1 for e in executed if e.get("status") == "ok"),
+        figures=figures,
+        has_figures=figures > 0,
+        reproducible=reproducible,
+        rerun_consistent=consistent,
+        rerun_errors=rerun_errors,
+        rerun_seconds=rerun_seconds,
+        answers=answers,
+        answers_correct=correct,
+        claims=claims,
+        claims_supported=supported,
+        unsupported=unsupported,
+        grounded=grounded,
+        passed=passed,
+        detail=detail,
+    )
