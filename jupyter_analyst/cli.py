@@ -48,7 +48,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-new-tokens", type=int, help="tokens per model reply")
 
 
-COMMAND_MODULES = {"eval": "jupyter_analyst.eval.cli"}
+COMMAND_MODULES = {
+    "eval": "jupyter_analyst.eval.cli",
+    "collect": "jupyter_analyst.training.collect",
+    "import-trajectories": "jupyter_analyst.training.importer",
+    "train": "jupyter_analyst.training.train",
+    "merge": "jupyter_analyst.training.merge",
+}
 """Subcommands that live beside their feature: each module has ``add_parser(sub)`` and
 ``run(args) -> int`` and must import cheaply (heavy imports inside ``run``)."""
 
@@ -79,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", action="store_true", help="use the rule-based baseline analyst (no model)")
     run.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
     run.add_argument("--quiet", action="store_true", help="print only the final line")
+    run.add_argument("--save-trajectory", type=Path, metavar="FILE",
+                     help="append this run's conversation as a JSONL trajectory (for training)")
     _add_model_options(run)
 
     sub.add_parser("models", help="list model profiles, their memory estimates and the default here")
@@ -179,6 +187,12 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
             cell_timeout=args.cell_timeout,
         )
         outcome = run_analysis(config, handle.policy, on_event=progress)
+        if args.save_trajectory:
+            from .training.trajectory import save_trajectory
+
+            why = save_trajectory(args.save_trajectory, outcome,
+                                  meta={"source": "run", "policy": handle.label, "question": args.question})
+            progress.say(f"  trajectory {'not saved: ' + why if why else 'saved to ' + str(args.save_trajectory)}")
     fin = outcome.finished
     fixed = f", {fin.errors_fixed} of {fin.errors} errors fixed" if fin.errors else ""
     how = "finished with conclusions" if fin.reason.natural else f"ended without conclusions ({fin.reason.value})"

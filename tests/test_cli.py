@@ -102,8 +102,12 @@ def test_kernel_death_has_a_clear_stop(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(400)
 def test_run_baseline_then_export(tmp_path: Path) -> None:
-    proc = cli("run", EXAMPLES / "cars.csv", "-q", "What drives fuel economy (mpg)?", "--baseline", cwd=tmp_path)
+    proc = cli("run", EXAMPLES / "cars.csv", "-q", "What drives fuel economy (mpg)?", "--baseline",
+               "--save-trajectory", "traj.jsonl", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "traj.jsonl").read_text().splitlines()[0])
+    assert record["messages"][0]["role"] == "system" and record["tools"] and record["meta"]["source"] == "run"
+    assert any(m.get("tool_calls") for m in record["messages"] if m["role"] == "assistant")
     assert "rule-based baseline analyst" in proc.stderr and "finished with conclusions" in proc.stderr
     assert "step  1" in proc.stderr
     notebook = tmp_path / "cars_analysis.ipynb"

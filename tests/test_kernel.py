@@ -217,7 +217,7 @@ def test_dead_kernel_is_reported_quickly() -> None:
         assert not dying.alive
         t0 = time.monotonic()
         again = dying.execute("x")
-        assert again.status == "dead" and time.monotonic() - t0 < 0.5
+        assert again.status == "dead" and time.monotonic() - t0 < 5  # not the 30 s timeout
         with pytest.raises(KernelError):
             dying.run_silent("print(1)")
         dying.restart()

@@ -38,7 +38,8 @@ async def test_magic_in_server_places_cells_after_its_cell(
     reply = await run_user_cell(jp_serverapp, kernel_id, magic, metadata={"cellId": "magic-cell"})
     printed = "".join(o.get("text", "") for o in reply["outputs"])
     assert reply["status"] == "ok" and "analyst: run " in printed and NB_PATH in printed, reply
-    assert time.monotonic() - t0 < 10  # returns at once: the server runs the analysis
+    # No timing check: the run executes its cells in this same kernel, so it could only
+    # finish (asserted below) if the magic's cell returned without waiting for it.
     runs: list[dict[str, Any]] = []
     while not runs or runs[0]["state"] not in ("finished", "stopped", "failed"):
         assert time.monotonic() - t0 < 120

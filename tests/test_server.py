@@ -385,7 +385,7 @@ async def test_model_error_timeout_and_dead_kernel(
     frames = await events_of(jp_ws_fetch, status["run_id"], timeout=30)
     executed = [f for f in frames if f["type"] == "cell_executed"]
     assert executed[0]["status"] == "timeout" and "exceeded 1s" in executed[0]["error_value"]
-    assert frames[-1]["status"]["state"] == "finished" and time.monotonic() - t0 < 15
+    assert frames[-1]["status"]["state"] == "finished" and time.monotonic() - t0 < 45  # not the 60 s sleep
     reply = await run_user_cell(jp_serverapp, kernel_id, "df.shape")  # interrupted, not restarted
     assert reply["status"] == "ok"
 

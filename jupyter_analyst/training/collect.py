@@ -1,0 +1,239 @@
+"""``jupyter analyst collect``: run a teacher over the evaluation suite and keep its trajectories.
+
+    jupyter analyst collect -o traj.jsonl [--tasks GLOB ...] [--samples N] [--keep passed|finished|any]
+                            [--baseline | --base-url URL --model M | --profile P ...]
+
+Each task is a whole headless run (``runner.run_analysis``) judged by the evaluation judge
+(``eval.judge.judge_run``); the conversation the teacher saw and produced is written with
+its verdict when it passes the filters. ``OUTPUT.state.jsonl`` lists every (task, sample)
+attempted, kept or not, so a resumed collection skips them; notebooks and data copies go to
+``OUTPUT.work/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .trajectory import KEEP_CHOICES
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from ..cli import _add_model_options
+
+    p = sub.add_parser(
+        "collect",
+        help="run a teacher (model server, profile or baseline) over the suite and save judged trajectories",
+        description="Run each suite task headless, judge it, and append the trajectories that pass the "
+        "filters to a JSONL file for `jupyter analyst train`. Resumable.",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="trajectory JSONL file (appended to)")
+    p.add_argument(
+        "--suite", choices=["builtin", "dabench"], default="builtin", help="task suite (default builtin)"
+    )
+    p.add_argument("--data-dir", type=Path, help="DABench folder (for --suite dabench)")
+    p.add_argument("--tasks", nargs="+", metavar="GLOB", help="task ids or dataset keys, globs allowed")
+    p.add_argument(
+        "--kind", choices=["open", "closed"], help="only open analyses or only closed-form questions"
+    )
+    p.add_argument("--limit", type=int, help="at most N tasks")
+    p.add_argument("--samples", type=int, default=1, help="runs per task (use a temperature > 0 for variety)")
+    p.add_argument(
+        "--keep",
+        choices=KEEP_CHOICES,
+        default="passed",
+        help="passed: the judge passed the run (default); finished: ended with final_answer; any",
+    )
+    p.add_argument("--max-chars", type=int, default=200_000, help="drop trajectories longer than this")
+    p.add_argument("--max-steps", type=int, default=30, help="model turns per task (default 30)")
+    p.add_argument("--max-time", type=float, help="seconds per task")
+    p.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell")
+    p.add_argument(
+        "--no-rerun",
+        action="store_true",
+        help="skip the judge's re-run (faster; then no run counts as passed: use --keep finished)",
+    )
+    p.add_argument("--data-cache", type=Path, help="where suite datasets are written as CSV")
+    p.add_argument(
+        "--baseline", action="store_true", help="use the rule-based baseline analyst as the teacher"
+    )
+    p.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_model_options(p)
+
+
+def _tasks(args: argparse.Namespace) -> list[Any]:
+    from ..errors import InputError
+    from ..eval.tasks import select_tasks
+
+    if args.suite == "dabench":
+        from ..eval.dabench import load_dabench
+
+        if not args.data_dir:
+            raise InputError("--suite dabench needs --data-dir")
+        tasks = load_dabench(args.data_dir)
+    else:
+        from ..eval.suite import builtin_tasks
+
+        tasks = builtin_tasks(materialise=False)
+    patterns = [p.strip() for v in args.tasks or [] for p in v.split(",") if p.strip()] or None
+    chosen = select_tasks(tasks, patterns, args.kind, args.limit)
+    if not chosen:
+        raise InputError("no task matches the filters")
+    return chosen
+
+
+def _done(state: Path) -> set[tuple[str, int]]:
+    done: set[tuple[str, int]] = set()
+    if state.exists():
+        for line in state.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                done.add((rec["task_id"], int(rec["sample"])))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done
+
+
+def _data_file(task: Any, work: Path, cache: Path | None) -> Path:
+    import shutil
+
+    from ..eval.datasets import materialize
+
+    if task.scoring != "builtin":
+        return Path(task.data_path)
+    source = task.data_path or materialize(task.dataset, cache)
+    target = work / "data" / Path(source).name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return target
+
+
+def collect_one(
+    task: Any, sample: int, policy: Any, args: argparse.Namespace, work: Path, label: str
+) -> tuple[dict[str, Any] | None, str]:
+    """Run and judge one task; return (trajectory record, status) — record None on a harness error."""
+    from ..agent import Budget
+    from ..agent.tools import TOOLS
+    from ..agent.wire import event_to_dict
+    from ..eval.judge import judge_run
+    from ..runner import RunConfig, run_analysis
+    from .trajectory import record_run
+
+    data = _data_file(task, work, args.data_cache)
+    notebook = work / "notebooks" / f"{task.id}-{sample}.ipynb"
+    notebook.unlink(missing_ok=True)
+    events: list[dict[str, Any]] = []
+    config = RunConfig(
+        data=data,
+        output=notebook,
+        question=task.prompt,
+        budget=Budget(args.max_steps, None, args.max_time),
+        cell_timeout=args.cell_timeout,
+    )
+    outcome = run_analysis(config, policy, on_event=lambda e: events.append(event_to_dict(e)))
+    verdict = judge_run(
+        task, events, notebook, task.expected(data), rerun=not args.no_rerun, cell_timeout=args.cell_timeout
+    )
+    record = record_run(
+        outcome,
+        TOOLS,
+        verdict,
+        {
+            "source": "collect",
+            "task_id": task.id,
+            "dataset": task.dataset,
+            "kind": task.kind,
+            "question": task.prompt,
+            "policy": label,
+            "sample": sample,
+            "suite": args.suite,
+        },
+    )
+    return record, "pass" if verdict.passed else "fail"
+
+
+def _bar(stream: TextIO | None, done: int, total: int, kept: int, started: float, last: str) -> None:
+    if stream is None:
+        return
+    width = 24
+    filled = int(width * done / total) if total else width
+    line = (
+        f"collect [{'#' * filled}{'.' * (width - filled)}] {done}/{total} kept {kept}  "
+        f"{time.monotonic() - started:5.0f}s  {last}"
+    )
+    if getattr(stream, "isatty", lambda: False)():
+        print("\r" + line[:150].ljust(150), end="", file=stream, flush=True)
+    else:
+        print(line, file=stream, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import _choice
+    from ..errors import InputError
+    from ..models.select import build_policy
+    from .trajectory import TrajectoryFilter, TrajectoryWriter
+
+    if args.samples < 1:
+        raise InputError("--samples must be at least 1")
+    tasks = _tasks(args)
+    output: Path = args.output
+    state = output.with_name(output.name + ".state.jsonl")
+    work = output.with_name(output.name + ".work")
+    (work / "notebooks").mkdir(parents=True, exist_ok=True)
+    done = _done(state)
+    todo = [(t, s) for t in tasks for s in range(args.samples) if (t.id, s) not in done]
+    writer = TrajectoryWriter(output, TrajectoryFilter(keep=args.keep, max_chars=args.max_chars))
+    err = sys.stderr
+    stream = None if args.quiet else err
+    total = len(tasks) * args.samples
+    started = time.monotonic()
+    with build_policy(_choice(args)) as handle:  # type: ignore[arg-type]
+        print(
+            f"jupyter-analyst collect: {len(todo)} of {total} runs to do with {handle.label} -> {output}",
+            file=err,
+        )
+        kept = 0
+        for i, (task, sample) in enumerate(todo):
+            t0 = time.monotonic()
+            try:
+                record, status = collect_one(task, sample, handle.policy, args, work, handle.label)
+                why = writer.write(record) if record is not None else "harness error"
+            except InputError as exc:  # a dataset that can't load: note it, go on
+                status, why = "error", f"input error: {exc}"
+            kept += int(not why)
+            with state.open("a", encoding="utf-8") as fh:
+                fh.write(
+                    json.dumps(
+                        {
+                            "task_id": task.id,
+                            "sample": sample,
+                            "status": status,
+                            "kept": not why,
+                            "why": why,
+                            "seconds": round(time.monotonic() - t0, 1),
+                        }
+                    )
+                    + "\n"
+                )
+            _bar(
+                stream,
+                total - len(todo) + i + 1,
+                total,
+                kept,
+                started,
+                f"{task.id}: {status}{'' if not why else ' (' + why + ')'}",
+            )
+    if stream is not None and getattr(stream, "isatty", lambda: False)():
+        print(file=stream)
+    print(
+        f"kept {writer.written} new trajectories ({len(writer.keys)} in {output}); "
+        f"skipped: {dict(writer.rejected) or 'none'}",
+        file=err,
+    )
+    return 0

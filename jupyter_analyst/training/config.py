@@ -1,0 +1,150 @@
+"""Training configuration: a dataclass, filled from its defaults, a YAML file, then CLI flags.
+
+TRL scripts work this way (``--config recipe.yaml`` plus overrides on the command line), so
+a recipe is one reviewable file and an experiment is one changed flag. The parser is built
+from the dataclass fields with plain argparse, so registering the subcommand stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from ..errors import InputError
+
+T = TypeVar("T")
+
+
+@dataclass
+class TrainConfig:
+    """One LoRA/QLoRA run. Every field is also a ``--flag`` (underscores become dashes)."""
+
+    model: str = field(default="", metadata={"help": "base model: Hugging Face id or local folder"})
+    data: list[str] = field(default_factory=list, metadata={"help": "trajectory JSONL files"})
+    output_dir: str = field(
+        default="adapter",
+        metadata={"help": "where the adapter is written (checkpoints in OUTPUT_DIR/checkpoints)"},
+    )
+    keep: Literal["passed", "finished", "any"] = field(
+        default="finished",
+        metadata={"help": "which trajectories to train on: judged passed, ended with final_answer, or all"},
+    )
+    max_chars: int = field(
+        default=400_000, metadata={"help": "drop trajectories longer than this (characters)"}
+    )
+    max_length: int = field(default=8192, metadata={"help": "tokens per training sequence"})
+    overlong: Literal["truncate", "drop"] = field(
+        default="truncate", metadata={"help": "what to do with trajectories longer than --max-length"}
+    )
+    quantization: Literal["auto", "4bit", "none"] = field(
+        default="auto", metadata={"help": "4bit = QLoRA (NF4 base); auto = 4bit on CUDA, none on CPU"}
+    )
+    device: Literal["auto", "cuda", "cpu"] = field(default="auto", metadata={"help": "where to train"})
+    lora_r: int = field(
+        default=16, metadata={"help": "LoRA rank (vLLM serves up to --max-lora-rank, default 16)"}
+    )
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "'all-linear' or comma-separated module names, e.g. q_proj,k_proj,v_proj,o_proj"},
+    )
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the data"})
+    max_steps: int = field(default=-1, metadata={"help": "optimizer steps (overrides epochs when > 0)"})
+    per_device_train_batch_size: int = field(default=1, metadata={"help": "sequences per micro-batch"})
+    gradient_accumulation_steps: int = field(default=8, metadata={"help": "micro-batches per optimizer step"})
+    warmup_ratio: float = field(default=0.03, metadata={"help": "fraction of steps spent warming up"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "recompute activations in backward"})
+    optim: str = field(
+        default="auto",
+        metadata={"help": "optimizer; auto = paged_adamw_8bit for QLoRA on CUDA, else adamw_torch"},
+    )
+    logging_steps: int = field(default=1, metadata={"help": "log the loss every N steps"})
+    save_steps: int = field(default=100, metadata={"help": "checkpoint every N steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    resume: str = field(
+        default="",
+        metadata={
+            "help": "resume from a checkpoint: 'latest' (in OUTPUT_DIR/checkpoints) or a checkpoint folder"
+        },
+    )
+    estimate_only: bool = field(
+        default=False, metadata={"help": "print the memory estimate and the data summary, then exit"}
+    )
+
+    def targets(self) -> str | list[str]:
+        t = self.target_modules.strip()
+        return t if t == "all-linear" else [x.strip() for x in t.split(",") if x.strip()]
+
+
+def _unwrap(tp: Any) -> tuple[Any, bool]:
+    """(inner type, is_list) of an annotation such as ``list[str]`` or ``int | None``."""
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        return typing.get_args(tp)[0], True
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _unwrap(args[0])
+    return tp, False
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per field; defaults are suppressed so only what the user typed overrides YAML."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, is_list = _unwrap(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {
+            "dest": f.name,
+            "default": argparse.SUPPRESS,
+            "help": f.metadata.get("help"),
+        }
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if typing.get_origin(tp) is Literal:
+            kwargs["choices"] = list(typing.get_args(tp))
+            tp = type(kwargs["choices"][0])
+        if is_list:
+            kwargs["nargs"] = "+"
+        parser.add_argument(flag, type=tp, **kwargs)
+
+
+def build_config(cls: type[T], args: argparse.Namespace, yaml_path: str | Path | None = None) -> T:
+    """Defaults < YAML file < CLI flags. Unknown YAML keys are an ``InputError``."""
+    values: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if yaml_path:
+        import yaml
+
+        path = Path(yaml_path)
+        if not path.exists():
+            raise InputError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise InputError(f"{path} must hold a mapping of option: value")
+        loaded = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+        unknown = sorted(set(loaded) - names)
+        if unknown:
+            raise InputError(f"{path}: unknown option(s) {', '.join(unknown)}")
+        values.update(loaded)
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    hints = typing.get_type_hints(cls)
+    for name, value in list(values.items()):
+        tp, is_list = _unwrap(hints[name])
+        if is_list and isinstance(value, str):
+            values[name] = [value]
+        if typing.get_origin(tp) is Literal and value not in typing.get_args(tp) and not is_list:
+            raise InputError(
+                f"{name} must be one of {', '.join(map(str, typing.get_args(tp)))}, not {value!r}"
+            )
+    return cls(**values)

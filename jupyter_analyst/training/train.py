@@ -1,0 +1,336 @@
+"""``jupyter analyst train``: LoRA/QLoRA on trajectories with TRL's SFTTrainer and peft.
+
+    jupyter analyst train --model Qwen/Qwen3.5-9B --data traj.jsonl -o adapters/analyst [--config recipe.yaml]
+
+* Assistant-only loss: the chat template gets verified ``{% generation %}`` markers
+  (``chat_template.training_template``); TRL masks everything else.
+* QLoRA on CUDA: NF4 base with double quantisation and bf16 compute, gradient
+  checkpointing, paged 8-bit AdamW. On CPU the base stays full precision (fp32) unless
+  ``--quantization 4bit`` is asked for.
+* The model is loaded fresh right before training and nothing runs a no-grad forward on it
+  first: a 4-bit model that has done so gets its weights repacked and then silently stops
+  gradients (design.md §7). The ``gemv_4bit ... autograd kernel was not registered``
+  warning is turned into an error.
+* The adapter written to ``--output-dir`` is a plain peft adapter (adapter_config.json +
+  adapter_model.safetensors) that the embedded host (``--adapter``) and vLLM
+  (``--enable-lora``) load; keys vLLM rejects (``modules_to_save``, DoRA, biases) are never set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig, add_dataclass_arguments, build_config
+
+SUMMARY_FILE = "training_summary.json"
+GEMV_WARNING = r".*autograd kernel was not registered.*"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "train",
+        help="train a LoRA/QLoRA adapter on trajectories (TRL SFTTrainer, assistant-only loss)",
+        description="Fine-tune a LoRA adapter on trajectory JSONL files. Options come from --config YAML "
+        "and are overridden by flags. Prints a peak GPU memory estimate before it starts.",
+    )
+    p.add_argument("--config", help="YAML file with any of the options below")
+    p.add_argument("-o", dest="output_dir", default=argparse.SUPPRESS, help="same as --output-dir")
+    add_dataclass_arguments(p, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+
+    config = build_config(TrainConfig, args, getattr(args, "config", None))
+    if not config.model:
+        raise InputError("train needs --model (a Hugging Face id or a local folder)")
+    if not config.data and not config.estimate_only:
+        raise InputError("train needs --data (one or more trajectory JSONL files)")
+    result = train(config, log=lambda s: print(s, file=sys.stderr, flush=True))
+    return 0 if result is None or result.steps > 0 else 1
+
+
+@dataclass
+class TrainResult:
+    """What a run did: losses, time, where the adapter is, and the supervised-text sample."""
+
+    output_dir: str
+    steps: int = 0
+    seconds: float = 0.0
+    first_loss: float | None = None
+    last_loss: float | None = None
+    losses: list[float] = field(default_factory=list)
+    examples: int = 0
+    template: str = ""
+    lora_tensors_changed: int = 0
+    lora_tensors: int = 0
+    sample: str = ""
+    model: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.steps > 0 and self.lora_tensors_changed == self.lora_tensors
+
+
+def resolve_device(config: TrainConfig) -> tuple[str, str]:
+    """(device, quantization) actually used."""
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from ..errors import InputError
+
+        raise InputError("--device cuda was asked for but torch sees no CUDA device")
+    quant = config.quantization
+    if quant == "auto":
+        quant = "4bit" if device == "cuda" else "none"
+    return device, quant
+
+
+def print_estimate(config: TrainConfig, quant: str, log: Any) -> None:
+    """The peak-memory estimate for this base at this length (and at 4k/8k/16k for comparison)."""
+    from .memory import describe, load_shape
+
+    try:
+        shape = load_shape(config.model)
+    except FileNotFoundError as exc:
+        log(f"(no memory estimate: {exc})")
+        return
+    lengths = sorted({config.max_length, 4096, 8192, 16384})
+    # On a CPU-only machine (auto -> full precision here) show what the GPU run would need: QLoRA.
+    quantized = quant == "4bit" or config.quantization == "auto"
+    log(
+        describe(
+            config.model,
+            shape,
+            lengths,
+            r=config.lora_r,
+            targets=config.targets(),
+            quantized=quantized,
+            batch_size=config.per_device_train_batch_size,
+            gradient_checkpointing=config.gradient_checkpointing,
+        )
+    )
+
+
+def load_base(config: TrainConfig, device: str, quant: str) -> Any:
+    """A freshly loaded base model (never run before training: see the module docstring)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if device == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": 0} if device == "cuda" else "cpu"}
+    if quant == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    model = AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def _latest_checkpoint(folder: Path) -> str | None:
+    ckpts = sorted(
+        folder.glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
+    return str(ckpts[-1]) if ckpts else None
+
+
+def clean_adapter_config(folder: Path, base: str) -> dict[str, Any]:
+    """Make ``adapter_config.json`` plain peft LoRA that vLLM accepts, naming the base model."""
+    path = folder / "adapter_config.json"
+    cfg = json.loads(path.read_text())
+    cfg["base_model_name_or_path"] = base
+    cfg["modules_to_save"] = None
+    cfg["use_dora"] = False
+    cfg["bias"] = "none"
+    if isinstance(cfg.get("target_modules"), list):
+        cfg["target_modules"] = sorted(cfg["target_modules"])
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    return cfg
+
+
+def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
+    """Run one training job; ``None`` when only the estimate was asked for."""
+    from ..errors import InputError
+    from .chat_template import TemplateError, supervised_text, training_template
+    from .data import load_rows, to_dataset, token_lengths
+    from .trajectory import TrajectoryFilter
+
+    device, quant = resolve_device(config)
+    log(
+        f"jupyter-analyst train: {config.model} on {device} "
+        f"({'QLoRA, 4-bit NF4 base' if quant == '4bit' else 'LoRA, full-precision base'})"
+    )
+    print_estimate(config, quant, log)
+    rows, summary = load_rows(config.data, TrajectoryFilter(keep=config.keep, max_chars=config.max_chars))
+    log(summary.line())
+    if config.estimate_only:
+        return None
+    if not rows:
+        raise InputError("no trajectory is left to train on (see the filters above: --keep, --max-chars)")
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    try:
+        template, how = training_template(tokenizer)
+    except TemplateError as exc:
+        raise InputError(str(exc)) from None
+    tokenizer.chat_template = template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lengths = token_lengths(tokenizer, rows, template)
+    if config.overlong == "drop":
+        rows = [r for r, n in zip(rows, lengths, strict=True) if n <= config.max_length]
+        if not rows:
+            raise InputError(f"every trajectory is longer than --max-length {config.max_length}")
+    over = sum(n > config.max_length for n in lengths)
+    log(
+        f"chat template: {how}; {len(rows)} sequences, {min(lengths)}-{max(lengths)} tokens, "
+        f"{over} over --max-length {config.max_length} "
+        f"({'dropped' if config.overlong == 'drop' else 'truncated'})"
+    )
+    return _fit(config, device, quant, tokenizer, to_dataset(rows), how, log, supervised_text)
+
+
+def _fit(
+    config: TrainConfig,
+    device: str,
+    quant: str,
+    tokenizer: Any,
+    dataset: Any,
+    how: str,
+    log: Any,
+    supervised_text: Any,
+) -> TrainResult:
+    import torch
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    out = Path(config.output_dir)
+    ckpt_dir = out / "checkpoints"
+    resume: str | None = None
+    if config.resume:
+        resume = _latest_checkpoint(ckpt_dir) if config.resume == "latest" else config.resume
+        if resume is None:
+            log(f"no checkpoint in {ckpt_dir}: starting from scratch")
+    optim = config.optim
+    if optim == "auto":
+        optim = "paged_adamw_8bit" if (quant == "4bit" and device == "cuda") else "adamw_torch"
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    args = SFTConfig(
+        output_dir=str(ckpt_dir),
+        assistant_only_loss=True,
+        max_length=config.max_length,
+        packing=False,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        warmup_steps=config.warmup_ratio,
+        lr_scheduler_type=config.lr_scheduler_type,
+        weight_decay=config.weight_decay,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        optim=optim,
+        bf16=bf16,
+        fp16=device == "cuda" and not bf16,
+        use_cpu=device == "cpu",
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+        disable_tqdm=not sys.stderr.isatty(),
+    )
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.targets(),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = load_base(config, device, quant)
+    started = time.monotonic()
+    with warnings.catch_warnings():
+        # A repacked 4-bit base trains silently wrong; make its warning fatal (design.md §7).
+        warnings.filterwarnings("error", message=GEMV_WARNING)
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
+        )
+        example = trainer.train_dataset[0]
+        sample = supervised_text(tokenizer, example["input_ids"], [int(x != -100) for x in example["labels"]])
+        initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+        trainer.train(resume_from_checkpoint=resume)
+    seconds = time.monotonic() - started
+    changed = sum(
+        int(not torch.equal(initial[n].to(p.device), p.detach()))
+        for n, p in trainer.model.named_parameters()
+        if n in initial
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(str(out))
+    adapter_cfg = clean_adapter_config(out, config.model)
+    losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    result = TrainResult(
+        output_dir=str(out),
+        steps=int(trainer.state.global_step),
+        seconds=round(seconds, 1),
+        first_loss=losses[0] if losses else None,
+        last_loss=losses[-1] if losses else None,
+        losses=losses,
+        examples=len(dataset),
+        template=how,
+        lora_tensors_changed=changed,
+        lora_tensors=len(initial),
+        sample=sample,
+    )
+    (out / SUMMARY_FILE).write_text(
+        json.dumps(
+            {
+                "result": {k: v for k, v in vars(result).items() if k not in ("sample", "model")},
+                "config": asdict(config),
+                "device": device,
+                "quantization": quant,
+                "optim": optim,
+                "target_modules": adapter_cfg.get("target_modules"),
+                "torch_threads": torch.get_num_threads(),
+                "pid": os.getpid(),
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    result.model = trainer.model  # not a field: in-process callers (tests) inspect the trained weights
+    loss_text = f"loss {result.first_loss:.3f} -> {result.last_loss:.3f}" if losses else "no loss logged"
+    log(
+        f"trained {result.steps} steps on {result.examples} sequences in {result.seconds:.0f}s, {loss_text}; "
+        f"{changed}/{len(initial)} LoRA tensors changed -> {out}"
+    )
+    if changed != len(initial):
+        log("warning: some LoRA tensors did not change: gradients did not reach every adapted layer")
+    return result
