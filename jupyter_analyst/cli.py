@@ -38,7 +38,10 @@ EXIT_BY_REASON = {
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (default: the best that can serve on this machine)")
     g.add_argument("--profile", help="a named profile (see `jupyter analyst models`)")
-    g.add_argument("--model", help="base model: Hugging Face id or local folder (or the served model name with --base-url)")
+    g.add_argument(
+        "--model",
+        help="base model: Hugging Face id or local folder (or the served model name with --base-url)",
+    )
     g.add_argument("--adapter", help="LoRA adapter: Hugging Face id or local folder")
     g.add_argument("--quantization", choices=["4bit", "8bit", "none", "auto"], help="how to load --model")
     g.add_argument("--device", choices=["auto", "cuda", "cpu"], help="where to load --model")
@@ -78,15 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--question", help="what to find out (default: a general exploration)")
     run.add_argument("-o", "--output", type=Path, help="notebook to write (default: <data>_analysis.ipynb)")
     run.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    run.add_argument("--max-steps", type=int, default=40, help="model turns before the run stops (default 40)")
+    run.add_argument(
+        "--max-steps", type=int, default=40, help="model turns before the run stops (default 40)"
+    )
     run.add_argument("--max-tokens", type=int, help="total tokens before the run stops")
     run.add_argument("--max-time", type=float, help="seconds before the run stops")
-    run.add_argument("--cell-timeout", type=float, default=120.0, help="seconds per cell before it is interrupted")
+    run.add_argument(
+        "--cell-timeout", type=float, default=120.0, help="seconds per cell before it is interrupted"
+    )
     run.add_argument("--baseline", action="store_true", help="use the rule-based baseline analyst (no model)")
     run.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
     run.add_argument("--quiet", action="store_true", help="print only the final line")
-    run.add_argument("--save-trajectory", type=Path, metavar="FILE",
-                     help="append this run's conversation as a JSONL trajectory (for training)")
+    run.add_argument(
+        "--save-trajectory",
+        type=Path,
+        metavar="FILE",
+        help="append this run's conversation as a JSONL trajectory (for training)",
+    )
     _add_model_options(run)
 
     sub.add_parser("models", help="list model profiles, their memory estimates and the default here")
@@ -138,12 +149,22 @@ class Progress:
         elif isinstance(event, CellExecuted):
             self.figures += sum(1 for f in event.result.facts if f.get("type") == "figure")
             lines = self.sources.get(event.cell_id, "").splitlines()
-            first = next((ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")[:60]
-            status = {"ok": "ok", "error": "error", "timeout": "timeout", "dead": "kernel died"}[event.result.status]
+            first = next((ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")), "")[
+                :60
+            ]
+            status = {"ok": "ok", "error": "error", "timeout": "timeout", "dead": "kernel died"}[
+                event.result.status
+            ]
             if event.fixed_error:
                 status += ", fixed"
-            detail = f"{event.result.error_name}: {event.result.error_value}"[:60] if not event.result.ok else first
-            self.say(f"  step {event.step:>2}  code        {status:<12} {event.result.duration:5.1f}s  {detail}")
+            detail = (
+                f"{event.result.error_name}: {event.result.error_value}"[:60]
+                if not event.result.ok
+                else first
+            )
+            self.say(
+                f"  step {event.step:>2}  code        {status:<12} {event.result.duration:5.1f}s  {detail}"
+            )
 
 
 def _choice(args: argparse.Namespace) -> object:
@@ -190,15 +211,25 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
         if args.save_trajectory:
             from .training.trajectory import save_trajectory
 
-            why = save_trajectory(args.save_trajectory, outcome,
-                                  meta={"source": "run", "policy": handle.label, "question": args.question})
-            progress.say(f"  trajectory {'not saved: ' + why if why else 'saved to ' + str(args.save_trajectory)}")
+            why = save_trajectory(
+                args.save_trajectory,
+                outcome,
+                meta={"source": "run", "policy": handle.label, "question": args.question},
+            )
+            progress.say(
+                f"  trajectory {'not saved: ' + why if why else 'saved to ' + str(args.save_trajectory)}"
+            )
     fin = outcome.finished
     fixed = f", {fin.errors_fixed} of {fin.errors} errors fixed" if fin.errors else ""
-    how = "finished with conclusions" if fin.reason.natural else f"ended without conclusions ({fin.reason.value})"
+    how = (
+        "finished with conclusions"
+        if fin.reason.natural
+        else f"ended without conclusions ({fin.reason.value})"
+    )
     detail = f": {fin.detail}" if fin.detail and not fin.reason.natural else ""
     print(
-        f"{how}{detail} after {fin.steps} steps, {progress.figures} figure{'s' if progress.figures != 1 else ''}"
+        f"{how}{detail} after {fin.steps} steps, "
+        f"{progress.figures} figure{'s' if progress.figures != 1 else ''}"
         f"{fixed}, "
         f"{time.monotonic() - started:.1f}s -> {outcome.notebook}",
         file=err,
@@ -231,20 +262,38 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from .models.profiles import get_profile, pick_default
 
     if args.model:
-        model, adapter, quant, device = args.model, args.adapter, args.quantization or "auto", args.device or "auto"
+        model, adapter, quant, device = (
+            args.model,
+            args.adapter,
+            args.quantization or "auto",
+            args.device or "auto",
+        )
     else:
         profile = get_profile(args.profile) if args.profile else pick_default()[0]
         if profile.kind != "embedded":
             from .errors import InputError
 
-            raise InputError(f"profile {profile.name!r} has no model to serve; pick an embedded profile or --model")
-        model, adapter, quant, device = profile.model, args.adapter or profile.adapter, profile.quantization, profile.device
-    host = EmbeddedModel(model, adapter=adapter, quantization=quant, device=device, extra_args=["--port", str(args.port)])
+            raise InputError(
+                f"profile {profile.name!r} has no model to serve; pick an embedded profile or --model"
+            )
+        model, adapter, quant, device = (
+            profile.model,
+            args.adapter or profile.adapter,
+            profile.quantization,
+            profile.device,
+        )
+    host = EmbeddedModel(
+        model, adapter=adapter, quantization=quant, device=device, extra_args=["--port", str(args.port)]
+    )
     print(f"loading {model}" + (f" + {adapter}" if adapter else "") + " ...", file=out, flush=True)
     host.start()
     try:
         print(f"serving {host.base_url}  (api key: {host.api_key})", file=out, flush=True)
-        print("use it with: jupyter analyst run DATA --base-url URL --api-key KEY ; Ctrl-C stops", file=out, flush=True)
+        print(
+            "use it with: jupyter analyst run DATA --base-url URL --api-key KEY ; Ctrl-C stops",
+            file=out,
+            flush=True,
+        )
         while host.running:
             time.sleep(1)
         print("the model worker exited; see its log: " + str(host.log_path), file=out)

@@ -129,7 +129,9 @@ def header_source(config: RunConfig, policy: Policy, facts: dict[str, Any], run_
     lines = [
         f"# Analysis of `{config.data.name}`",
         "",
-        f"**Question:** {config.question.strip()}" if config.question else "**Question:** general exploration",
+        f"**Question:** {config.question.strip()}"
+        if config.question
+        else "**Question:** general exploration",
         "",
         f"**Dataset:** `{config.data.name}`, {facts['rows']} rows x {facts['cols']} columns",
         "",
@@ -173,7 +175,9 @@ def run_analysis(
         facts = parse_facts(executor.run_silent(frame_facts_code(config.variable)))
         facts["source"] = data.name
         if not facts["rows"] or not facts["cols"]:
-            raise InputError(f"{data.name} loaded as an empty table ({facts['rows']} rows x {facts['cols']} columns)")
+            raise InputError(
+                f"{data.name} loaded as an empty table ({facts['rows']} rows x {facts['cols']} columns)"
+            )
 
         writer = NotebookWriter(
             output,
@@ -203,7 +207,9 @@ def run_analysis(
                 if isinstance(event, RunFinished):
                     finished = event
         except KeyboardInterrupt:
-            finished = RunFinished(StopReason.STOPPED, None, step, 0, 0.0, 0, 0, "interrupted from the keyboard")
+            finished = RunFinished(
+                StopReason.STOPPED, None, step, 0, 0.0, 0, 0, "interrupted from the keyboard"
+            )
             writer.handle(finished)
             emit(finished)
         assert finished is not None

@@ -16,8 +16,14 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def cli(*args: str | Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "jupyter_analyst", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_analyst", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -70,15 +76,27 @@ def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def test_runaway_cells_are_bounded(tmp_path: Path) -> None:
-    script = replay(tmp_path, [
-        {"code": "x = 41"},
-        {"code": "while True:\n    pass"},
-        {"code": "print('x' * 50_000_000)"},
-        {"code": "print(x + 1)"},
-        {"final_answer": "x + 1 is 42"},
-    ])
-    proc = cli("run", EXAMPLES / "penguins.csv", "--replay", script, "-o", "out.ipynb", "--cell-timeout", "3",
-               cwd=tmp_path)
+    script = replay(
+        tmp_path,
+        [
+            {"code": "x = 41"},
+            {"code": "while True:\n    pass"},
+            {"code": "print('x' * 50_000_000)"},
+            {"code": "print(x + 1)"},
+            {"final_answer": "x + 1 is 42"},
+        ],
+    )
+    proc = cli(
+        "run",
+        EXAMPLES / "penguins.csv",
+        "--replay",
+        script,
+        "-o",
+        "out.ipynb",
+        "--cell-timeout",
+        "3",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
@@ -102,8 +120,16 @@ def test_kernel_death_has_a_clear_stop(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(400)
 def test_run_baseline_then_export(tmp_path: Path) -> None:
-    proc = cli("run", EXAMPLES / "cars.csv", "-q", "What drives fuel economy (mpg)?", "--baseline",
-               "--save-trajectory", "traj.jsonl", cwd=tmp_path)
+    proc = cli(
+        "run",
+        EXAMPLES / "cars.csv",
+        "-q",
+        "What drives fuel economy (mpg)?",
+        "--baseline",
+        "--save-trajectory",
+        "traj.jsonl",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tmp_path / "traj.jsonl").read_text().splitlines()[0])
     assert record["messages"][0]["role"] == "system" and record["tools"] and record["meta"]["source"] == "run"
@@ -119,8 +145,13 @@ def test_run_baseline_then_export(tmp_path: Path) -> None:
 
 
 def test_models_lists_profiles(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "jupyter_analyst", "models"], capture_output=True, text=True,
-                          cwd=tmp_path, env={**os.environ, "JUPYTER_ANALYST_PROFILES": str(tmp_path / "none.toml")})
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter_analyst", "models"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "JUPYTER_ANALYST_PROFILES": str(tmp_path / "none.toml")},
+    )
     assert proc.returncode == 0, proc.stderr
     for name in ("qwen3.5-9b-4bit", "copaw-flash-9b-analyst", "qwen2.5-1.5b-cpu", "baseline"):
         assert name in proc.stdout
@@ -134,8 +165,13 @@ def test_serve_a_local_model_by_hand(tmp_path: Path, tiny_model_dir: Path) -> No
     import httpx
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_analyst", "serve", "--model", str(tiny_model_dir),
-                             "--port", "0"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_analyst", "serve", "--model", str(tiny_model_dir), "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         line = ""

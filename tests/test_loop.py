@@ -40,9 +40,14 @@ class InProcessExecutor:
             return CellResult(status="dead")
         except Exception as exc:  # noqa: BLE001 - the model's error is an observation
             tb = traceback.format_exception(exc)
-            return CellResult(status="error", error_name=type(exc).__name__, error_value=str(exc),
-                              traceback=tb, execution_count=self.count,
-                              outputs=[{"output_type": "stream", "name": "stdout", "text": buf.getvalue()}])
+            return CellResult(
+                status="error",
+                error_name=type(exc).__name__,
+                error_value=str(exc),
+                traceback=tb,
+                execution_count=self.count,
+                outputs=[{"output_type": "stream", "name": "stdout", "text": buf.getvalue()}],
+            )
         outs = [{"output_type": "stream", "name": "stdout", "text": buf.getvalue()}] if buf.getvalue() else []
         return CellResult(status="ok", outputs=outs, execution_count=self.count)
 
@@ -86,7 +91,9 @@ def test_error_then_fix_only_after_the_traceback_is_seen() -> None:
             return code("total = 10\nprint(total)")
         return code("raise RuntimeError('policy did not see the traceback')")
 
-    loop, events = run(ScriptedPolicy([code("a = 1"), code("print(undefined_total)"), fix, final("total is 10")]))
+    loop, events = run(
+        ScriptedPolicy([code("a = 1"), code("print(undefined_total)"), fix, final("total is 10")])
+    )
     executed = [e for e in events if isinstance(e, CellExecuted)]
     assert [e.result.status for e in executed] == ["ok", "error", "ok"]
     assert executed[1].observation.startswith("Error: NameError")
@@ -132,7 +139,9 @@ def test_token_and_stop_budgets() -> None:
 
 
 def test_time_budget() -> None:
-    _, events = run(ScriptedPolicy([code("import time; time.sleep(0.3)")] * 5), Budget(max_steps=10, max_seconds=0.2))
+    _, events = run(
+        ScriptedPolicy([code("import time; time.sleep(0.3)")] * 5), Budget(max_steps=10, max_seconds=0.2)
+    )
     assert events[-1].reason is StopReason.MAX_TIME
 
 

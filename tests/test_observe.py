@@ -29,21 +29,44 @@ def test_head_tail_keeps_both_ends() -> None:
 
 
 def test_long_output_is_bounded() -> None:
-    r = CellResult(status="ok", outputs=[{"output_type": "stream", "name": "stdout", "text": "y" * 100_000}],
-                   truncated=True)
+    r = CellResult(
+        status="ok",
+        outputs=[{"output_type": "stream", "name": "stdout", "text": "y" * 100_000}],
+        truncated=True,
+    )
     text = observe(r, limit=1500)
     assert len(text) < 1700 and "truncated" in text
 
 
 def test_figure_and_frame_facts_replace_pixels_and_long_tables() -> None:
-    fig = {"type": "figure", "suptitle": "", "axes": [
-        {"title": "Mass by species", "xlabel": "species", "ylabel": "g", "patches": 3, "xlim": [-0.5, 2.5],
-         "ylim": [0, 5200], "legend": []}]}
+    fig = {
+        "type": "figure",
+        "suptitle": "",
+        "axes": [
+            {
+                "title": "Mass by species",
+                "xlabel": "species",
+                "ylabel": "g",
+                "patches": 3,
+                "xlim": [-0.5, 2.5],
+                "ylim": [0, 5200],
+                "legend": [],
+            }
+        ],
+    }
     frame = {"type": "frame", "shape": [344, 8], "head": "   a  b\n0  1  2"}
     outputs = [
-        {"output_type": "display_data", "data": {"image/png": "iVBOR...", "text/plain": "<Figure>"}, "metadata": {}},
-        {"output_type": "execute_result", "data": {"text/html": "<table>", "text/plain": "x" * 5000},
-         "metadata": {}, "execution_count": 3},
+        {
+            "output_type": "display_data",
+            "data": {"image/png": "iVBOR...", "text/plain": "<Figure>"},
+            "metadata": {},
+        },
+        {
+            "output_type": "execute_result",
+            "data": {"text/html": "<table>", "text/plain": "x" * 5000},
+            "metadata": {},
+            "execution_count": 3,
+        },
     ]
     text = observe(CellResult(status="ok", outputs=outputs, facts=[fig, frame]))
     assert "[figure: title 'Mass by species', x 'species', y 'g', 3 patches" in text

@@ -19,26 +19,37 @@ def test_qwen35_xml_call() -> None:
 
 
 def test_string_argument_that_looks_like_json_stays_a_string() -> None:
-    r = parse_tool_calls("<tool_call>\n<function=add_and_execute_jupyter_code_cell>\n<parameter=code>\n42\n"
-                         "</parameter>\n</function>\n</tool_call>")
+    r = parse_tool_calls(
+        "<tool_call>\n<function=add_and_execute_jupyter_code_cell>\n<parameter=code>\n42\n"
+        "</parameter>\n</function>\n</tool_call>"
+    )
     assert r.calls[0].arguments == {"code": "42"}
 
 
 def test_non_string_parameters_decode_as_json() -> None:
-    r = parse_tool_calls("<tool_call>\n<function=plot>\n<parameter=bins>\n20\n</parameter>\n"
-                         "<parameter=cols>\n[\"a\", \"b\"]\n</parameter>\n</function>\n</tool_call>")
+    r = parse_tool_calls(
+        "<tool_call>\n<function=plot>\n<parameter=bins>\n20\n</parameter>\n"
+        '<parameter=cols>\n["a", "b"]\n</parameter>\n</function>\n</tool_call>'
+    )
     assert r.calls[0].arguments == {"bins": 20, "cols": ["a", "b"]}
 
 
 def test_hermes_json_call_and_fenced_json() -> None:
-    r = parse_tool_calls('<tool_call>\n{"name": "final_answer", "arguments": {"answer": "Done: 3 rows"}}\n</tool_call>')
+    r = parse_tool_calls(
+        '<tool_call>\n{"name": "final_answer", "arguments": {"answer": "Done: 3 rows"}}\n</tool_call>'
+    )
     assert r.calls[0].name == "final_answer" and r.calls[0].arguments == {"answer": "Done: 3 rows"}
-    fenced = '<tool_call>\n```json\n{"name": "final_answer", "arguments": "{\\"answer\\": \\"x\\"}"}\n```\n</tool_call>'
+    fenced = (
+        '<tool_call>\n```json\n{"name": "final_answer", "arguments": "{\\"answer\\": \\"x\\"}"}'
+        "\n```\n</tool_call>"
+    )
     assert parse_tool_calls(fenced).calls[0].arguments == {"answer": "x"}
 
 
 def test_unclosed_tags_from_a_truncated_reply() -> None:
-    r = parse_tool_calls("<tool_call>\n<function=add_and_execute_jupyter_code_cell>\n<parameter=code>\nprint(1)\n")
+    r = parse_tool_calls(
+        "<tool_call>\n<function=add_and_execute_jupyter_code_cell>\n<parameter=code>\nprint(1)\n"
+    )
     assert r.calls[0].arguments == {"code": "print(1)"}
 
 

@@ -11,7 +11,6 @@ from nbclient import NotebookClient
 
 from jupyter_analyst.agent import Budget, CellExecuted, StopReason
 from jupyter_analyst.agent.types import Message
-
 from jupyter_analyst.models.scripted import ScriptedPolicy, code, final
 from jupyter_analyst.notebook import META_KEY, TAG
 from jupyter_analyst.runner import RunConfig, run_analysis
@@ -20,13 +19,17 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def figures(nb: Any) -> int:
-    return sum(1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {}))
+    return sum(
+        1 for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
+    )
 
 
 def rerun(path: Path) -> None:
     """Execute the notebook top to bottom in a fresh kernel, as a user re-running it would."""
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
 
 
 @pytest.mark.parametrize(
@@ -41,7 +44,9 @@ def test_baseline_end_to_end(tmp_path: Path, name: str, question: str | None) ->
     events: list[Any] = []
     from jupyter_analyst.models.baseline import BaselineAnalyst
 
-    outcome = run_analysis(RunConfig(EXAMPLES / name, out, question), BaselineAnalyst(), on_event=events.append)
+    outcome = run_analysis(
+        RunConfig(EXAMPLES / name, out, question), BaselineAnalyst(), on_event=events.append
+    )
     assert outcome.finished.reason is StopReason.FINAL_ANSWER, outcome.finished
     nb = nbformat.read(out, as_version=4)
     nbformat.validate(nb)
@@ -54,14 +59,18 @@ def test_baseline_end_to_end(tmp_path: Path, name: str, question: str | None) ->
     assert not [e for e in events if isinstance(e, CellExecuted) and not e.result.ok]
     # The conclusions quote numbers that some cell really printed.
     outputs = "\n".join(
-        "".join(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for c in code_cells for o in c.outputs
+        "".join(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in code_cells
+        for o in c.outputs
     )
     import re
 
     numbers = re.findall(r"\d+\.\d+", nb.cells[-1].source)
     assert numbers and sum(n in outputs for n in numbers) >= len(numbers) * 0.8
     # The whole conversation fits a small model's context (~4 characters a token).
-    chars = sum(len(str(m.get("content") or "")) + len(str(m.get("tool_calls") or "")) for m in outcome.messages)
+    chars = sum(
+        len(str(m.get("content") or "")) + len(str(m.get("tool_calls") or "")) for m in outcome.messages
+    )
     assert chars < 16_000 * 4, chars
     rerun(out)
 
@@ -73,7 +82,9 @@ def test_error_fixed_on_a_real_kernel(tmp_path: Path) -> None:
             return code("mean_mass = df['body_mass_g'].mean()\nprint(f'mean mass {mean_mass:.1f}')")
         return code("raise SystemExit('the policy never saw the traceback')")
 
-    policy = ScriptedPolicy([code("print(df.shape)"), code("df['body_mass'].mean()"), fix, final("Mean mass 4201.8 g.")])
+    policy = ScriptedPolicy(
+        [code("print(df.shape)"), code("df['body_mass'].mean()"), fix, final("Mean mass 4201.8 g.")]
+    )
     out = tmp_path / "fix.ipynb"
     events: list[Any] = []
     outcome = run_analysis(RunConfig(EXAMPLES / "penguins.csv", out), policy, on_event=events.append)
@@ -108,13 +119,17 @@ def test_tiny_local_model_through_the_embedded_worker(
     """
     from jupyter_analyst.models.host import EmbeddedModel
 
-    with EmbeddedModel(tiny_model_dir, adapter=tiny_adapter_dir, quantization=quantization, device="cpu",
-                       max_new_tokens=24) as host:
+    with EmbeddedModel(
+        tiny_model_dir, adapter=tiny_adapter_dir, quantization=quantization, device="cpu", max_new_tokens=24
+    ) as host:
         policy = host.policy(temperature=0.0)
         out = tmp_path / "tiny.ipynb"
         events: list[Any] = []
-        outcome = run_analysis(RunConfig(EXAMPLES / "penguins.csv", out, budget=Budget(max_steps=3)), policy,
-                               on_event=events.append)
+        outcome = run_analysis(
+            RunConfig(EXAMPLES / "penguins.csv", out, budget=Budget(max_steps=3)),
+            policy,
+            on_event=events.append,
+        )
     assert outcome.finished.reason is StopReason.MAX_STEPS and outcome.finished.steps == 3
     assert outcome.finished.tokens > 0  # usage came back over the API
     nb = nbformat.read(out, as_version=4)

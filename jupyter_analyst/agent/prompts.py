@@ -29,7 +29,8 @@ CONTINUE_MESSAGE = (
 )
 
 FACTS_COLUMN_RE = re.compile(
-    r"^- (?P<name>.+?): (?P<dtype>[\w\[\], :/-]+?), (?P<kind>numeric|categorical|datetime|boolean|text|other), "
+    r"^- (?P<name>.+?): (?P<dtype>[\w\[\], :/-]+?), "
+    r"(?P<kind>numeric|categorical|datetime|boolean|text|other), "
     r"(?P<missing>\d+) missing, (?P<unique>\d+) unique(?:, e\.g\. (?P<example>.*))?$",
     re.MULTILINE,
 )
@@ -65,8 +66,12 @@ def render_facts(facts: dict[str, Any]) -> str:
 
 def render_task(facts: dict[str, Any], question: str | None) -> str:
     """The first user message: the question (or a general brief) and the frame's facts."""
-    ask = question.strip() if question and question.strip() else (
-        "Explore this dataset and report the most important patterns, relationships and "
-        "anything surprising."
+    ask = (
+        question.strip()
+        if question and question.strip()
+        else (
+            "Explore this dataset and report the most important patterns, relationships and "
+            "anything surprising."
+        )
     )
     return f"Task: {ask}\n\n{render_facts(facts)}"

@@ -11,7 +11,7 @@ import enum
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Message = dict[str, Any]
 """One chat message in OpenAI wire form (role, content, tool_calls, tool_call_id...)."""
@@ -68,8 +68,10 @@ class AssistantTurn:
 class Policy(Protocol):
     """Anything that maps a conversation and a tool list to the next assistant turn."""
 
-    name: str
-    """Shown in the notebook header and the CLI; says what produced the analysis."""
+    @property
+    def name(self) -> str:
+        """Shown in the notebook header and the CLI; says what produced the analysis."""
+        ...
 
     def __call__(self, messages: list[Message], tools: list[ToolSpec]) -> AssistantTurn: ...
 
@@ -183,4 +185,4 @@ class RunFinished:
     detail: str = ""
 
 
-Event = Union[StepStarted, ModelReplied, CellAdded, CellExecuted, RunFinished]
+Event = StepStarted | ModelReplied | CellAdded | CellExecuted | RunFinished

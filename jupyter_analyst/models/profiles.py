@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from ..errors import InputError
 
@@ -172,10 +173,17 @@ def probe_machine() -> Machine:
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
-            out = subprocess.run(
-                [smi, "--query-gpu=name,memory.free", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=10, check=True,
-            ).stdout.strip().splitlines()
+            out = (
+                subprocess.run(
+                    [smi, "--query-gpu=name,memory.free", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()
+            )
             if out:
                 name, free = out[0].rsplit(",", 1)
                 machine.gpu_name, machine.gpu_free_gb = name.strip(), float(free) / 1024
@@ -196,7 +204,9 @@ def weights_on_disk(model: str) -> bool:
     return isinstance(found, str)
 
 
-def pick_default(profiles: dict[str, Profile] | None = None, machine: Machine | None = None) -> tuple[Profile, str]:
+def pick_default(
+    profiles: dict[str, Profile] | None = None, machine: Machine | None = None
+) -> tuple[Profile, str]:
     """The profile that can serve here, and a sentence saying why it was picked."""
     profiles = profiles or load_profiles()
     machine = machine or probe_machine()

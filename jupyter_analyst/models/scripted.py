@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL
 from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
 from ..errors import InputError
 
-ScriptStep = Union[str, ToolCall, AssistantTurn, Callable[[list[Message]], Union[str, ToolCall, AssistantTurn]]]
+ScriptStep = str | ToolCall | AssistantTurn | Callable[[list[Message]], str | ToolCall | AssistantTurn]
 
 
 def code(source: str) -> ToolCall:
@@ -47,7 +47,9 @@ class ScriptedPolicy:
     call, i.e. a model that has stopped working).
     """
 
-    def __init__(self, steps: Sequence[ScriptStep], name: str = "scripted policy", fallback: str = "Done.") -> None:
+    def __init__(
+        self, steps: Sequence[ScriptStep], name: str = "scripted policy", fallback: str = "Done."
+    ) -> None:
         self.steps = list(steps)
         self.name = name
         self.fallback = fallback

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..agent.types import Policy
 from ..errors import InputError
@@ -59,21 +60,32 @@ def _baseline() -> PolicyHandle:
     return PolicyHandle(policy, policy.name)
 
 
-def _remote(base_url: str, api_key: str | None, model: str | None, choice: PolicyChoice,
-            on_text: Callable[[str], None] | None) -> PolicyHandle:
+def _remote(
+    base_url: str,
+    api_key: str | None,
+    model: str | None,
+    choice: PolicyChoice,
+    on_text: Callable[[str], None] | None,
+) -> PolicyHandle:
     from .openai_client import OpenAIChatPolicy, check_server
 
     key = api_key or os.environ.get("OPENAI_API_KEY")
     models = check_server(base_url, key)
     if model and models and model not in models:
         raise InputError(f"the server at {base_url} does not serve {model!r}; it serves: {', '.join(models)}")
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if choice.temperature is not None:
         kwargs["temperature"] = choice.temperature
     if choice.max_new_tokens is not None:
         kwargs["max_tokens"] = choice.max_new_tokens
-    policy = OpenAIChatPolicy(base_url, key, model or (models[0] if models else None),
-                              stream=on_text is not None, on_text=on_text, **kwargs)  # type: ignore[arg-type]
+    policy = OpenAIChatPolicy(
+        base_url,
+        key,
+        model or (models[0] if models else None),
+        stream=on_text is not None,
+        on_text=on_text,
+        **kwargs,
+    )  # type: ignore[arg-type]
     return PolicyHandle(policy, policy.name)
 
 
@@ -104,7 +116,9 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
     return PolicyHandle(policy, f"{label} (profile {profile.name})", closers=[host.stop])
 
 
-def _from_profile(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], None] | None) -> PolicyHandle:
+def _from_profile(
+    profile: Profile, choice: PolicyChoice, on_text: Callable[[str], None] | None
+) -> PolicyHandle:
     if profile.kind == "baseline":
         return _baseline()
     if profile.kind == "openai":

@@ -60,7 +60,11 @@ class NotebookWriter:
         self.nb = nbformat.v4.new_notebook()
         self.nb.metadata.update(
             {
-                "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+                "kernelspec": {
+                    "name": "python3",
+                    "display_name": "Python 3 (ipykernel)",
+                    "language": "python",
+                },
                 "language_info": {"name": "python"},
                 META_KEY: {"run_id": run_id, **(metadata or {})},
             }
