@@ -10,4 +10,4 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # A pinned CPU torch first: an unpinned one would pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[models,data,test]"
+.venv/bin/python -m pip install -q -e ".[models,data,eval,train,test]"
