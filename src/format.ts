@@ -1,0 +1,169 @@
+/**
+ * Pure text helpers of the sidebar (no DOM, no JupyterLab imports), so they can be tested
+ * with node alone.
+ */
+
+import { CellRole, RunState, StopReason } from './schema';
+
+const MAX_SUMMARY = 90;
+
+function clip(text: string, max = MAX_SUMMARY): string {
+  return text.length > max ? text.slice(0, max - 1).trimEnd() + '…' : text;
+}
+
+function nonEmptyLines(source: string): string[] {
+  return source
+    .split(/\r?\n/)
+    .map(line => line.trim())
+    .filter(line => line.length > 0);
+}
+
+/**
+ * What a cell does, in one short line: the first heading of a markdown cell (else its first
+ * line), the first line of a code cell.
+ */
+export function summarizeCell(
+  source: string | null | undefined,
+  cellType: 'code' | 'markdown',
+  role?: CellRole
+): string {
+  const lines = nonEmptyLines(source ?? '');
+  if (role === 'conclusions') {
+    const heading = lines.find(l => l.startsWith('#'));
+    return heading ? clip(stripHeading(heading)) : 'Conclusions';
+  }
+  if (!lines.length) {
+    return cellType === 'code' ? '(empty code cell)' : '(empty markdown cell)';
+  }
+  if (cellType === 'markdown') {
+    const heading = lines.find(l => /^#{1,6}\s/.test(l));
+    return clip(stripHeading(heading ?? lines[0]));
+  }
+  return clip(lines[0]);
+}
+
+function stripHeading(line: string): string {
+  return line
+    .replace(/^#{1,6}\s*/, '')
+    .replace(/\*\*|__|`/g, '')
+    .trim();
+}
+
+/** "0.4 s", "12 s", "2 min 5 s" */
+export function formatSeconds(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) {
+    return '';
+  }
+  if (seconds < 10) {
+    return `${seconds.toFixed(1)} s`;
+  }
+  if (seconds < 60) {
+    return `${Math.round(seconds)} s`;
+  }
+  const minutes = Math.floor(seconds / 60);
+  const rest = Math.round(seconds - minutes * 60);
+  return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
+}
+
+/** "344 × 8" */
+export function formatShape(shape: [number, number] | number[]): string {
+  const [rows, cols] = shape;
+  return `${rows.toLocaleString('en-US')} × ${cols}`;
+}
+
+/** "1.2 MB" */
+export function formatBytes(bytes: number): string {
+  if (!isFinite(bytes) || bytes < 0) {
+    return '';
+  }
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value < 10 && unit > 0 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+const STATE_LABELS: Record<RunState, string> = {
+  starting: 'Starting',
+  running: 'Running',
+  finished: 'Finished',
+  stopping: 'Stopping',
+  stopped: 'Stopped',
+  failed: 'Failed'
+};
+
+export function stateLabel(state: RunState): string {
+  return STATE_LABELS[state] ?? state;
+}
+
+const REASON_LABELS: Record<StopReason, string> = {
+  final_answer: 'conclusions written',
+  max_steps: 'step budget used up before the conclusions',
+  max_tokens: 'token budget used up before the conclusions',
+  max_time: 'time budget used up before the conclusions',
+  kernel_died: 'the kernel died',
+  model_error: 'the model backend failed',
+  stopped: 'stopped by you'
+};
+
+/** Why a run ended, in words. */
+export function reasonLabel(reason: string | null | undefined): string {
+  if (!reason) {
+    return '';
+  }
+  return REASON_LABELS[reason as StopReason] ?? reason.replace(/_/g, ' ');
+}
+
+/** The last path segment of an API path. */
+export function baseName(path: string): string {
+  const parts = path.split('/');
+  return parts[parts.length - 1] || path;
+}
+
+/**
+ * The readable text of an error reply body: its `message` (else `reason`) field when it is
+ * JSON, else a short line built from the status. Never a traceback.
+ */
+export function messageFromBody(
+  text: string,
+  status: number,
+  statusText = ''
+): string {
+  if (text) {
+    try {
+      const body = JSON.parse(text);
+      if (body && typeof body.message === 'string' && body.message.trim()) {
+        return firstLines(body.message.trim());
+      }
+      if (body && typeof body.reason === 'string' && body.reason.trim()) {
+        return firstLines(body.reason.trim());
+      }
+    } catch {
+      // not JSON: an HTML error page or a proxy's text
+    }
+  }
+  switch (status) {
+    case 401:
+    case 403:
+      return 'Not allowed: the Jupyter server refused the request (log in again?).';
+    case 404:
+      return 'Not found: is the jupyter-analyst server extension installed and enabled?';
+    case 0:
+      return 'The Jupyter server could not be reached.';
+    default:
+      return `The server answered ${status}${statusText ? ' ' + statusText : ''}.`;
+  }
+}
+
+/** Keep a message readable: drop anything that looks like a traceback, cap its length. */
+function firstLines(message: string): string {
+  const cut = message.indexOf('Traceback (most recent call last)');
+  let text = cut > 0 ? message.slice(0, cut).trim() : message;
+  if (text.length > 600) {
+    text = text.slice(0, 600) + '…';
+  }
+  return text;
+}

@@ -1,0 +1,192 @@
+/**
+ * Wire types of the server API (docs/server-api.md).
+ *
+ * These mirror the pydantic models in `jupyter_analyst/server/schema.py` field for field,
+ * and the event dicts of `jupyter_analyst.agent.wire.event_to_dict`. Keep them in step:
+ * the server is the source of truth.
+ */
+
+/** One DataFrame found in a notebook's kernel. */
+export interface IDataFrameInfo {
+  name: string;
+  /** [rows, columns] */
+  shape: [number, number];
+  /** The first 50 column names. */
+  columns: string[];
+  memory_bytes: number;
+}
+
+/** GET dataframes?path=P */
+export interface IDataFramesReply {
+  path: string;
+  kernel_id: string;
+  dataframes: IDataFrameInfo[];
+}
+
+export type ProfileKind = 'embedded' | 'openai' | 'baseline';
+
+export interface IProfileInfo {
+  name: string;
+  description: string;
+  kind: ProfileKind;
+  memory_gb: number;
+}
+
+/** GET profiles */
+export interface IProfilesReply {
+  default: string;
+  reason: string;
+  profiles: IProfileInfo[];
+}
+
+/** POST runs */
+export interface IRunRequest {
+  path: string;
+  variable: string;
+  question?: string | null;
+  /** 1..200 */
+  max_steps?: number | null;
+  profile?: string | null;
+  /** Insert the agent's cells after this cell (the magic's); the panel appends. */
+  after_cell_id?: string | null;
+}
+
+export type RunState =
+  | 'starting'
+  | 'running'
+  | 'finished'
+  | 'stopping'
+  | 'stopped'
+  | 'failed';
+
+/** The states after which nothing more happens in a run. */
+export const FINAL_STATES: ReadonlyArray<RunState> = [
+  'finished',
+  'stopped',
+  'failed'
+];
+
+export function isActive(state: RunState): boolean {
+  return !FINAL_STATES.includes(state);
+}
+
+/** GET runs/{id}, and the reply of POST runs. */
+export interface IRunStatus {
+  run_id: string;
+  path: string;
+  variable: string;
+  question: string | null;
+  state: RunState;
+  step: number;
+  max_steps: number;
+  policy: string;
+  /** ISO time */
+  started: string;
+  ended: string | null;
+  stop_reason: string | null;
+  answer: string | null;
+  error: string | null;
+  /** Ids of the agent's cells in the notebook document. */
+  cells: string[];
+}
+
+/** POST runs/{id}/export: API paths of the written report. */
+export interface IExportReply {
+  ipynb: string;
+  html: string;
+}
+
+/** The error body of every non-2xx reply (jupyter_server's APIHandler shape). */
+export interface IErrorReply {
+  message: string;
+  reason?: string | null;
+}
+
+/** Why a run ended (`jupyter_analyst.agent.types.StopReason`). */
+export type StopReason =
+  | 'final_answer'
+  | 'max_steps'
+  | 'max_tokens'
+  | 'max_time'
+  | 'kernel_died'
+  | 'model_error'
+  | 'stopped';
+
+export type CellRole =
+  | 'header'
+  | 'setup'
+  | 'code'
+  | 'markdown'
+  | 'conclusions'
+  | 'note';
+
+export type CellStatus = 'ok' | 'error' | 'timeout' | 'dead';
+
+// ---- websocket frames: runs/{id}/events --------------------------------------------------
+
+export interface IStepStartedEvent {
+  type: 'step_started';
+  step: number;
+}
+
+export interface IModelRepliedEvent {
+  type: 'model_replied';
+  step: number;
+  content: string | null;
+  reasoning: string | null;
+  calls: { name: string; id: string }[];
+  /** Non-empty when the reply had no usable tool call. */
+  problem: string;
+  seconds: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+}
+
+export interface ICellAddedEvent {
+  type: 'cell_added';
+  step: number;
+  cell_id: string;
+  cell_type: 'code' | 'markdown';
+  source: string | null;
+  role: CellRole;
+}
+
+export interface ICellExecutedEvent {
+  type: 'cell_executed';
+  step: number;
+  cell_id: string;
+  status: CellStatus;
+  execution_count: number | null;
+  duration: number;
+  error_name: string;
+  error_value: string | null;
+  figures: number;
+  observation: string | null;
+  fixed_error: boolean;
+}
+
+export interface IRunFinishedEvent {
+  type: 'run_finished';
+  reason: StopReason;
+  answer: string | null;
+  steps: number;
+  tokens: number;
+  seconds: number;
+  errors: number;
+  errors_fixed: number;
+  detail: string;
+}
+
+/** Server-side frame sent on every state change of the run. */
+export interface IStatusEvent {
+  type: 'status';
+  status: IRunStatus;
+}
+
+export type RunEvent =
+  | IStepStartedEvent
+  | IModelRepliedEvent
+  | ICellAddedEvent
+  | ICellExecutedEvent
+  | IRunFinishedEvent
+  | IStatusEvent;

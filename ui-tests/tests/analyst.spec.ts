@@ -1,0 +1,303 @@
+/**
+ * The jupyter-analyst sidebar against a real Jupyter server running the server extension
+ * with the rule-based baseline analyst (see jupyter_server_test_config.py).
+ *
+ * Screenshots of the states a user sees are attached to each test and saved under
+ * ui-tests/test-results/.
+ */
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import type { TestInfo } from '@playwright/test';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const PANEL_ID = 'jupyter-analyst-panel';
+const PANEL = `#${PANEL_ID}`;
+const REPO = path.resolve(__dirname, '..', '..');
+const PYTHON = process.env.PYTHON || path.join(REPO, '.venv', 'bin', 'python');
+
+test.use({ serverFiles: 'only-on-failure' });
+
+/** A notebook whose first cell loads the penguins into `df`. */
+function penguinsNotebook(): string {
+  return JSON.stringify({
+    cells: [
+      {
+        cell_type: 'code',
+        execution_count: null,
+        id: 'load-penguins',
+        metadata: {},
+        outputs: [],
+        source: [
+          'import pandas as pd\n',
+          "df = pd.read_csv('penguins.csv')\n",
+          'df.shape'
+        ]
+      }
+    ],
+    metadata: {
+      kernelspec: { display_name: 'Python 3 (ipykernel)', language: 'python', name: 'python3' },
+      language_info: { name: 'python' }
+    },
+    nbformat: 4,
+    nbformat_minor: 5
+  });
+}
+
+/** Upload the data and the notebook into the test folder, open it and run its cell. */
+async function openPenguins(
+  page: IJupyterLabPageFixture,
+  tmpPath: string,
+  name: string
+): Promise<string> {
+  const notebook = `${tmpPath}/${name}`;
+  expect(
+    await page.contents.uploadFile(
+      path.join(REPO, 'examples', 'penguins.csv'),
+      `${tmpPath}/penguins.csv`
+    )
+  ).toBe(true);
+  expect(await page.contents.uploadContent(penguinsNotebook(), 'text', notebook)).toBe(true);
+  expect(await page.notebook.openByPath(notebook)).toBe(true);
+  await page.notebook.activate(name);
+  await page.notebook.runCell(0, true);
+  await expect(page.locator('.jp-Cell').first().locator('.jp-OutputArea-output')).toContainText(
+    '(344, 8)'
+  );
+  return notebook;
+}
+
+async function openSidebar(page: IJupyterLabPageFixture): Promise<void> {
+  await page.sidebar.openTab(PANEL_ID);
+  await expect(page.locator(PANEL)).toBeVisible();
+}
+
+async function shot(page: IJupyterLabPageFixture, testInfo: TestInfo, name: string): Promise<void> {
+  const file = testInfo.outputPath(`${name}.png`);
+  await page.screenshot({ path: file });
+  await testInfo.attach(name, { path: file, contentType: 'image/png' });
+}
+
+/** Pick `df`, type a question and start the run. */
+async function startRun(page: IJupyterLabPageFixture, question: string): Promise<void> {
+  const picker = page.locator(`${PANEL} [data-testid="analyst-dataframe"]`);
+  await expect(picker.locator('option[value="df"]')).toHaveCount(1);
+  await expect(picker.locator('option[value="df"]')).toHaveText('df — 344 × 8');
+  await picker.selectOption('df');
+  await page.locator(`${PANEL} [data-testid="analyst-question"]`).fill(question);
+  const analyze = page.locator(`${PANEL} [data-testid="analyst-analyze"]`);
+  await expect(analyze).toBeEnabled();
+  await analyze.click();
+}
+
+/** The notebook as the server's contents API returns it. */
+async function fetchNotebook(page: IJupyterLabPageFixture, notebook: string): Promise<any> {
+  const response = await page.request.get(`/api/contents/${notebook}?content=1&type=notebook`);
+  expect(response.ok()).toBe(true);
+  return (await response.json()).content;
+}
+
+function agentCells(nb: any): any[] {
+  return nb.cells.filter((cell: any) => cell.metadata?.jupyter_analyst);
+}
+
+/** nbformat's own validation of the file the server wrote. */
+function validateOnDisk(notebook: string): void {
+  const root = process.env.JUPYTERLAB_GALATA_ROOT_DIR!;
+  const file = path.join(root, notebook);
+  expect(fs.existsSync(file)).toBe(true);
+  execFileSync(PYTHON, [
+    '-c',
+    'import sys, nbformat; nbformat.validate(nbformat.read(sys.argv[1], as_version=4))',
+    file
+  ]);
+}
+
+test.describe('Analyst sidebar', () => {
+  test('shows an empty state without a notebook', async ({ page }, testInfo) => {
+    await openSidebar(page);
+    await expect(page.locator(`${PANEL} [data-testid="analyst-empty"]`)).toContainText(
+      'Open a notebook'
+    );
+    await expect(page.locator(`${PANEL} [data-testid="analyst-analyze"]`)).toBeHidden();
+    await shot(page, testInfo, 'empty-state');
+  });
+
+  test('analyzes df live, shows the conclusions and exports the report', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    const notebook = await openPenguins(page, tmpPath, 'penguins.ipynb');
+    await openSidebar(page);
+    await shot(page, testInfo, 'picker');
+
+    const cellsBefore = await page.notebook.getCellCount();
+    await startRun(page, 'What drives body mass?');
+
+    // the run goes live: steps appear in the panel and agent cells in the notebook
+    const state = page.locator(`${PANEL} [data-testid="analyst-run-state"]`);
+    await expect(state).toHaveAttribute('data-state', /starting|running|finished/);
+    const steps = page.locator(`${PANEL} .jp-Analyst-step[data-cell-id]`);
+    await expect(steps.nth(1)).toBeVisible();
+    await shot(page, testInfo, 'running');
+    await expect
+      .poll(async () => page.notebook.getCellCount(), { timeout: 30000 })
+      .toBeGreaterThan(cellsBefore + 2);
+
+    // it ends with conclusions, rendered as markdown in the panel
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 150000 });
+    const conclusions = page.locator(`${PANEL} [data-testid="analyst-conclusions"]`);
+    await expect(conclusions).toBeVisible();
+    await expect(conclusions).toContainText('conclusions written');
+    await expect(conclusions.locator('.jp-RenderedMarkdown')).not.toBeEmpty();
+    await expect(
+      page.locator(`${PANEL} .jp-Analyst-step[data-status="ok"]`).first()
+    ).toBeVisible();
+    await expect(page.locator(`${PANEL} .jp-Analyst-step[data-status="running"]`)).toHaveCount(0);
+    await shot(page, testInfo, 'finished');
+
+    // clicking a step selects its cell in the notebook
+    const target = steps.nth(3);
+    const cellId = await target.getAttribute('data-cell-id');
+    await target.click();
+    await expect
+      .poll(async () =>
+        page.evaluate(() => {
+          const widget = (window as any).jupyterapp.shell.currentWidget;
+          return widget?.content?.activeCell?.model?.id ?? null;
+        })
+      )
+      .toBe(cellId);
+
+    // export: the report's paths are shown and the files exist
+    await page.locator(`${PANEL} [data-testid="analyst-export"]`).click();
+    const result = page.locator(`${PANEL} [data-testid="analyst-export-result"]`);
+    await expect(result.locator('a')).toHaveCount(2);
+    const ipynb = await result.locator('a').first().getAttribute('data-path');
+    expect(ipynb).toMatch(/\.ipynb$/);
+    expect(await page.contents.fileExists(ipynb!)).toBe(true);
+    await shot(page, testInfo, 'exported');
+
+    // the notebook the server saved holds the agent's cells, with outputs, and validates
+    await expect
+      .poll(async () => agentCells(await fetchNotebook(page, notebook)).length, { timeout: 20000 })
+      .toBeGreaterThan(5);
+    const saved = await fetchNotebook(page, notebook);
+    const agent = agentCells(saved);
+    const code = agent.filter((c: any) => c.cell_type === 'code');
+    expect(code.length).toBeGreaterThan(3);
+    expect(code.filter((c: any) => c.outputs.length > 0).length).toBeGreaterThan(2);
+    expect(agent.some((c: any) => (c.metadata.tags ?? []).includes('jupyter-analyst'))).toBe(true);
+    expect(saved.cells[0].source).toContain("pd.read_csv('penguins.csv')");
+    validateOnDisk(notebook);
+  });
+
+  test('stops a run midway with a stop note', async ({ page, tmpPath }, testInfo) => {
+    const notebook = await openPenguins(page, tmpPath, 'stop-me.ipynb');
+    await openSidebar(page);
+    await startRun(page, '');
+
+    // stop as soon as the first code cell has run
+    const stop = page.locator(`${PANEL} [data-testid="analyst-stop"]`);
+    await expect(page.locator(`${PANEL} .jp-Analyst-step[data-status="ok"]`).first()).toBeVisible({
+      timeout: 60000
+    });
+    await expect(stop).toBeEnabled();
+    await stop.click();
+
+    const state = page.locator(`${PANEL} [data-testid="analyst-run-state"]`);
+    await expect(state).toHaveAttribute('data-state', 'stopped', { timeout: 15000 });
+    await expect(page.locator(`${PANEL} [data-testid="analyst-conclusions"]`)).toContainText(
+      'stopped by you'
+    );
+    await expect(stop).toBeHidden();
+    // the server wrote the stop note as the notebook's last cell
+    const note = page.locator('.jp-NotebookPanel .jp-MarkdownCell').last();
+    await expect(note).toContainText('Run ended without conclusions', { timeout: 15000 });
+    await note.scrollIntoViewIfNeeded();
+    await shot(page, testInfo, 'stopped');
+
+    await expect
+      .poll(async () => {
+        const nb = await fetchNotebook(page, notebook);
+        return agentCells(nb).some((c: any) =>
+          String(Array.isArray(c.source) ? c.source.join('') : c.source).includes(
+            'Run ended without conclusions'
+          )
+        );
+      }, { timeout: 20000 })
+      .toBe(true);
+    const saved = await fetchNotebook(page, notebook);
+    expect(agentCells(saved).some((c: any) => c.metadata.jupyter_analyst.role === 'conclusions')).toBe(
+      false
+    );
+    validateOnDisk(notebook);
+
+    // the analyze button is back for the next run
+    await expect(page.locator(`${PANEL} [data-testid="analyst-analyze"]`)).toBeEnabled();
+  });
+
+  test('sends the profile and step budget from the settings', async ({ page, tmpPath }, testInfo) => {
+    await openPenguins(page, tmpPath, 'settings.ipynb');
+    await page.evaluate(async () => {
+      const registry = await (window as any).galata.getPlugin(
+        '@jupyterlab/apputils-extension:settings'
+      );
+      await registry.set('jupyter-analyst:plugin', 'profile', 'baseline');
+      await registry.set('jupyter-analyst:plugin', 'maxSteps', 3);
+    });
+    await openSidebar(page);
+    await expect(page.locator(`${PANEL} .jp-Analyst-modelLine`)).toHaveText(
+      'Model: baseline (from settings)'
+    );
+    await startRun(page, '');
+    const state = page.locator(`${PANEL} [data-testid="analyst-run-state"]`);
+    await expect(state).toContainText('/3');
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 60000 });
+    const conclusions = page.locator(`${PANEL} [data-testid="analyst-conclusions"]`);
+    await expect(conclusions).toContainText('No conclusions');
+    await expect(conclusions).toContainText('step budget used up');
+    await shot(page, testInfo, 'budget');
+  });
+
+  test('shows API errors as readable messages', async ({ page, tmpPath }, testInfo) => {
+    await openPenguins(page, tmpPath, 'errors.ipynb');
+    await openSidebar(page);
+    await page.evaluate(() =>
+      (window as any).jupyterapp.commands.execute('jupyter-analyst:analyze', {
+        variable: 'no_such_frame'
+      })
+    );
+    const error = page.locator(`${PANEL} [data-testid="analyst-error"]`);
+    await expect(error).toBeVisible();
+    await expect(error).toContainText('no_such_frame');
+    await expect(error).not.toContainText('Traceback');
+    await shot(page, testInfo, 'error');
+  });
+
+  test('registers its commands in the palette', async ({ page }) => {
+    const labels = await page.evaluate(() => {
+      const app = (window as any).jupyterapp;
+      return [
+        'jupyter-analyst:open',
+        'jupyter-analyst:analyze',
+        'jupyter-analyst:stop',
+        'jupyter-analyst:export'
+      ].map(id => (app.commands.hasCommand(id) ? app.commands.label(id) : null));
+    });
+    expect(labels.every(Boolean)).toBe(true);
+
+    // the settings schema reaches the Settings Editor
+    const schema = await page.evaluate(async () => {
+      const settings = await (window as any).jupyterapp.serviceManager.settings.fetch(
+        'jupyter-analyst:plugin'
+      );
+      return Object.keys(settings.schema.properties ?? {}).sort();
+    });
+    expect(schema).toEqual(['baseUrl', 'maxSteps', 'profile']);
+    await page.keyboard.press('Control+Shift+C');
+    await page.locator('.lm-CommandPalette-input').fill('Analyst');
+    await expect(page.locator('.lm-CommandPalette-item', { hasText: 'Open the Analyst Sidebar' })).toBeVisible();
+  });
+});
+

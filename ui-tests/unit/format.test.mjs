@@ -1,0 +1,63 @@
+// Unit tests of the sidebar's pure helpers (lib/format.js), run with `jlpm test` (node --test).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import {
+  formatBytes,
+  formatSeconds,
+  formatShape,
+  messageFromBody,
+  reasonLabel,
+  summarizeCell
+} from '../../lib/format.js';
+
+test('a markdown cell is summarised by its first heading', () => {
+  assert.equal(summarizeCell('Intro text\n\n## Missing values\nmore', 'markdown'), 'Missing values');
+  assert.equal(summarizeCell('Just a **note**', 'markdown'), 'Just a note');
+  assert.equal(summarizeCell('', 'markdown'), '(empty markdown cell)');
+  assert.equal(summarizeCell('## `body_mass_g` by `species`', 'markdown'), 'body_mass_g by species');
+});
+
+test('a code cell is summarised by its first line, clipped', () => {
+  assert.equal(summarizeCell('\n  df.describe()\nprint(1)', 'code'), 'df.describe()');
+  const long = 'x = ' + 'a'.repeat(200);
+  const summary = summarizeCell(long, 'code');
+  assert.ok(summary.length <= 90 && summary.endsWith('…'));
+});
+
+test('conclusions cells are labelled as such', () => {
+  assert.equal(summarizeCell('Body mass is driven by species.', 'markdown', 'conclusions'), 'Conclusions');
+  assert.equal(summarizeCell('## Conclusions\n- a', 'markdown', 'conclusions'), 'Conclusions');
+});
+
+test('numbers read well', () => {
+  assert.equal(formatSeconds(0.42), '0.4 s');
+  assert.equal(formatSeconds(12.4), '12 s');
+  assert.equal(formatSeconds(125), '2 min 5 s');
+  assert.equal(formatSeconds(null), '');
+  assert.equal(formatShape([344, 8]), '344 × 8');
+  assert.equal(formatShape([1234567, 3]), '1,234,567 × 3');
+  assert.equal(formatBytes(512), '512 B');
+  assert.equal(formatBytes(43210), '43 kB');
+  assert.equal(formatBytes(1_200_000), '1.2 MB');
+});
+
+test('stop reasons are words', () => {
+  assert.equal(reasonLabel('final_answer'), 'conclusions written');
+  assert.equal(reasonLabel('stopped'), 'stopped by you');
+  assert.equal(reasonLabel('something_new'), 'something new');
+  assert.equal(reasonLabel(null), '');
+});
+
+test('API errors show the message field, never a traceback', () => {
+  const body = JSON.stringify({ message: 'no running kernel for notebook a.ipynb', reason: 'Not Found' });
+  assert.equal(messageFromBody(body, 404), 'no running kernel for notebook a.ipynb');
+  const tb = JSON.stringify({
+    message: 'variable not found: dff\nTraceback (most recent call last):\n  File "x.py", line 1',
+    reason: null
+  });
+  assert.equal(messageFromBody(tb, 404), 'variable not found: dff');
+  assert.equal(messageFromBody(JSON.stringify({ reason: 'Conflict' }), 409), 'Conflict');
+  assert.match(messageFromBody('<html>oops</html>', 500, 'Internal Server Error'), /500 Internal Server Error/);
+  assert.match(messageFromBody('', 404), /server extension installed/);
+});
