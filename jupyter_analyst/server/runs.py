@@ -377,7 +377,9 @@ class RunManager:
             if run.error:
                 note += f"\n\n`{run.error}`"
             try:
-                await run.document.insert("markdown", note, "note", run.step)
+                cell_id, _ = await run.document.insert("markdown", note, "note", run.step)
+                # As an event too, so a UI lists the note and can scroll to it.
+                run.emit(event_to_dict(CellAdded(run.step, cell_id, "markdown", note, "note")))
             except Exception:
                 self.log.warning("jupyter-analyst: could not write the note cell of run %s", run.run_id)
         if finished is not None:
