@@ -95,6 +95,10 @@ def test_error_fixed_on_a_real_kernel(tmp_path: Path) -> None:
     assert outcome.finished.errors_fixed == 1 and outcome.finished.reason is StopReason.FINAL_ANSWER
     nb = nbformat.read(out, as_version=4)
     assert nb.cells[3].outputs[0]["output_type"] == "error"
+    # The failed attempt stays visible, tagged so the notebook still re-runs top to bottom.
+    assert "raises-exception" in nb.cells[3].metadata["tags"]
+    assert "raises-exception" not in nb.cells[4].metadata["tags"]
+    rerun(out)
 
 
 def test_model_that_never_calls_a_tool(tmp_path: Path) -> None:

@@ -20,6 +20,10 @@ from ..agent.types import CellAdded, CellExecuted, CellResult, CellRole, Event, 
 
 TAG = "jupyter-analyst"
 META_KEY = "jupyter_analyst"
+RAISES_TAG = "raises-exception"
+"""Jupyter's tag for a cell expected to fail. nbclient, nbconvert and JupyterLab's Run All go
+past such a cell, so a notebook whose errors the agent then fixed still re-runs top to
+bottom, with the failed attempt kept visible."""
 
 
 def agent_metadata(run_id: str, step: int, role: CellRole) -> dict[str, Any]:
@@ -87,6 +91,8 @@ class NotebookWriter:
         cell.outputs = [nbformat.from_dict(o) for o in result.outputs]
         cell.execution_count = result.execution_count
         cell.metadata[META_KEY]["status"] = result.status
+        if result.status in ("error", "timeout") and RAISES_TAG not in cell.metadata["tags"]:
+            cell.metadata["tags"].append(RAISES_TAG)
         cell.metadata[META_KEY]["seconds"] = round(result.duration, 3)
 
     def update_metadata(self, **values: Any) -> None:

@@ -28,7 +28,7 @@ from pycrdt import Map, Text
 
 from ..agent.types import CellResult, CellRole
 from ..kernel.executor import _Outputs, strip_ansi
-from ..notebook.writer import META_KEY, agent_metadata
+from ..notebook.writer import META_KEY, RAISES_TAG, agent_metadata
 from .kernelio import KernelLink
 
 _POLL = 0.1
@@ -139,6 +139,11 @@ class LiveDocument:
         current = meta.get(META_KEY)
         current = current.to_py() if hasattr(current, "to_py") else dict(current or {})
         meta[META_KEY] = {**current, **values}
+        if values.get("status") in ("error", "timeout"):
+            tags = meta.get("tags")
+            tags = list(tags.to_py() if hasattr(tags, "to_py") else tags or [])
+            if RAISES_TAG not in tags:
+                meta["tags"] = [*tags, RAISES_TAG]
 
     async def save(self) -> None:
         """Ask the room to save now rather than after its debounce delay (best effort)."""
