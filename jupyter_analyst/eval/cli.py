@@ -103,7 +103,8 @@ def _patterns(values: list[str] | None) -> list[str] | None:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-def _load_tasks(args: argparse.Namespace) -> list[Any]:
+def load_tasks(args: argparse.Namespace) -> list[Any]:
+    """The tasks the suite/filter flags select (shared with ``collect``)."""
     from ..errors import InputError
     from .tasks import select_tasks
 
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if action:
         raise InputError(f"unknown eval action {action[0]!r}; use 'report DIR' or 'compare DIR_A DIR_B'")
 
-    tasks = _load_tasks(args)
+    tasks = load_tasks(args)
     if args.list:
         for t in tasks:
             print(f"{t.id:<34} {t.kind:<6} {t.dataset:<20} {t.question.splitlines()[0][:70]}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..agent.parsing import parse_tool_calls
+from ..errors import InputError
 
 SECRET_ENV = "JUPYTER_ANALYST_WORKER_SECRET"
 WATCH_STDIN_ENV = "JUPYTER_ANALYST_WORKER_WATCH_STDIN"
@@ -98,19 +99,26 @@ def model_name(args: argparse.Namespace) -> str:
     return f"{name}+{_display_name(args.adapter)}" if args.adapter else name
 
 
+def resolve_device(device: str, quantization: str) -> tuple[str, str]:
+    """(device, quantization) to use: "auto" means CUDA in 4-bit when there is a GPU, else CPU
+    unquantised. Shared by serving and training so both read the flags the same way."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but torch sees no CUDA device")
+    if quantization == "auto":
+        quantization = "4bit" if device == "cuda" else "none"
+    return device, quantization
+
+
 def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     """Load tokenizer and model as asked; raise with a readable message on failure."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
-    quant = args.quantization
-    if quant == "auto":
-        quant = "4bit" if device == "cuda" else "none"
+    device, quant = resolve_device(args.device, args.quantization)
     if args.dtype != "auto":
         dtype = getattr(torch, args.dtype)
     elif device == "cuda":
@@ -683,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         log(
             f"error: cannot load model {args.model}"
             f"{' with adapter ' + args.adapter if args.adapter else ''}: "
-            f"{'' if type(exc) is RuntimeError else type(exc).__name__ + ': '}{exc}"
+            f"{'' if type(exc) in (RuntimeError, InputError) else type(exc).__name__ + ': '}{exc}"
         )
         return 3
     engine = Engine(

@@ -2,4 +2,12 @@
 
 from .writer import META_KEY, RAISES_TAG, TAG, NotebookWriter, agent_metadata, atomic_write, is_agent_cell
 
-__all__ = ["META_KEY", "RAISES_TAG", "TAG", "NotebookWriter", "agent_metadata", "atomic_write", "is_agent_cell"]
+__all__ = [
+    "META_KEY",
+    "RAISES_TAG",
+    "TAG",
+    "NotebookWriter",
+    "agent_metadata",
+    "atomic_write",
+    "is_agent_cell",
+]

@@ -66,27 +66,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     _add_model_options(p)
 
 
-def _tasks(args: argparse.Namespace) -> list[Any]:
-    from ..errors import InputError
-    from ..eval.tasks import select_tasks
-
-    if args.suite == "dabench":
-        from ..eval.dabench import load_dabench
-
-        if not args.data_dir:
-            raise InputError("--suite dabench needs --data-dir")
-        tasks = load_dabench(args.data_dir)
-    else:
-        from ..eval.suite import builtin_tasks
-
-        tasks = builtin_tasks(materialise=False)
-    patterns = [p.strip() for v in args.tasks or [] for p in v.split(",") if p.strip()] or None
-    chosen = select_tasks(tasks, patterns, args.kind, args.limit)
-    if not chosen:
-        raise InputError("no task matches the filters")
-    return chosen
-
-
 def _done(state: Path) -> set[tuple[str, int]]:
     done: set[tuple[str, int]] = set()
     if state.exists():
@@ -181,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise InputError("--samples must be at least 1")
-    tasks = _tasks(args)
+    from ..eval.cli import load_tasks
+
+    tasks = load_tasks(args)
     output: Path = args.output
     state = output.with_name(output.name + ".state.jsonl")
     work = output.with_name(output.name + ".work")

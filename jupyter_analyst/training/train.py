@@ -81,20 +81,10 @@ class TrainResult:
 
 
 def resolve_device(config: TrainConfig) -> tuple[str, str]:
-    """(device, quantization) actually used."""
-    import torch
+    """(device, quantization) actually used, read as the model worker reads them."""
+    from ..models.worker import resolve_device as resolve
 
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        from ..errors import InputError
-
-        raise InputError("--device cuda was asked for but torch sees no CUDA device")
-    quant = config.quantization
-    if quant == "auto":
-        quant = "4bit" if device == "cuda" else "none"
-    return device, quant
+    return resolve(config.device, config.quantization)
 
 
 def print_estimate(config: TrainConfig, quant: str, log: Any) -> None:
