@@ -26,6 +26,7 @@ from .. import __version__
 from ..agent import Budget
 from ..agent.types import Event, Policy
 from ..agent.wire import event_to_dict
+from ..jsonl import read_records
 from .datasets import materialize
 from .judge import judge_run
 from .tasks import EvalTask
@@ -56,17 +57,9 @@ def load_records(output: Path) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return records
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and rec.get("task_id"):
-                records[rec["task_id"]] = rec
+    for rec in read_records(path):
+        if rec.get("task_id"):
+            records[rec["task_id"]] = rec
     return records
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..jsonl import read_records
 from .trajectory import KEEP_CHOICES
 
 
@@ -69,9 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def _done(state: Path) -> set[tuple[str, int]]:
     done: set[tuple[str, int]] = set()
     if state.exists():
-        for line in state.read_text(encoding="utf-8").splitlines():
+        for rec in read_records(state):
             try:
-                rec = json.loads(line)
                 done.add((rec["task_id"], int(rec["sample"])))
             except (ValueError, KeyError, TypeError):
                 continue

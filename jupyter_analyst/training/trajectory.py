@@ -26,6 +26,7 @@ from typing import Any, Literal
 from .. import __version__
 from ..agent.tools import FINAL_TOOL, TOOLS
 from ..agent.types import Message, ToolSpec
+from ..jsonl import read_records
 
 Keep = Literal["passed", "finished", "any"]
 KEEP_CHOICES: tuple[str, ...] = ("passed", "finished", "any")
@@ -218,17 +219,9 @@ class TrajectoryFilter:
 
 def read_trajectories(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Records of a JSONL file; blank lines and a torn last line are skipped."""
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("messages"), list):
-                yield rec
+    for rec in read_records(path):
+        if isinstance(rec.get("messages"), list):
+            yield rec
 
 
 class TrajectoryWriter:
