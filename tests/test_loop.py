@@ -164,3 +164,30 @@ def test_every_event_has_a_json_form() -> None:
     assert wire[-1] == {**wire[-1], "type": "run_finished", "reason": "final_answer", "answer": "x"}
     with pytest.raises(TypeError):
         event_to_dict("nope")  # type: ignore[arg-type]
+
+
+def test_long_runs_are_fitted_to_the_context_budget() -> None:
+    from jupyter_analyst.agent.loop import TRIMMED
+
+    chatty = [code(f"print('row {i}: ' + 'x' * 1400)") for i in range(30)] + [final("done")]
+    loop = AgentLoop(ScriptedPolicy(chatty), InProcessExecutor(), Budget(max_steps=40), context_chars=20_000)
+    events = list(loop.run("Task: analyse"))
+    assert events[-1].reason is StopReason.FINAL_ANSWER
+    tools = [m["content"] for m in loop.messages if m["role"] == "tool"]
+    assert sum(len(str(m.get("content") or "")) for m in loop.messages) < 22_000
+    assert tools[0].endswith(TRIMMED) and "row 0" in tools[0]  # old output: shortened, still labelled
+    assert all(not t.endswith(TRIMMED) for t in tools[-7:])  # recent outputs stay whole
+    codes = [c["function"]["arguments"] for m in loop.messages for c in m.get("tool_calls") or []]
+    assert all("1400" in c for c in codes[:30])  # the model's own code is never cut
+
+
+def test_short_runs_stay_a_pure_append() -> None:
+    snapshots: list[list[str]] = []
+
+    def spy(messages: list[Message]) -> Any:
+        snapshots.append([str(m.get("content")) for m in messages])
+        return code("print(1)")
+
+    run(ScriptedPolicy([spy] * 5 + [final("x")]))
+    for before, after in zip(snapshots, snapshots[1:], strict=False):
+        assert after[: len(before)] == before

@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 from ..errors import BackendError
-from .observe import DEFAULT_LIMIT, observe
+from .observe import DEFAULT_LIMIT, head_tail, observe
 from .parsing import FORMAT_HINT, parse_tool_calls
 from .prompts import CONTINUE_MESSAGE, SYSTEM_PROMPT
 from .tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT, TOOLS
@@ -47,6 +47,12 @@ class Budget:
 
 _Stop = tuple[StopReason, "str | None", str]
 
+DEFAULT_CONTEXT_CHARS = 14_000 * 4
+"""~14k tokens of history (at ~4 characters a token) leaves room for the reply in a 16k window."""
+KEEP_RECENT = 6
+OLD_OBSERVATION_CHARS = 300
+TRIMMED = "\n[older output shortened to fit the context]"
+
 
 @dataclass
 class _Tally:
@@ -71,6 +77,7 @@ class AgentLoop:
         tools: list[ToolSpec] | None = None,
         system_prompt: str = SYSTEM_PROMPT,
         observation_limit: int = DEFAULT_LIMIT,
+        context_chars: int = DEFAULT_CONTEXT_CHARS,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.policy = policy
@@ -79,6 +86,7 @@ class AgentLoop:
         self.tools = tools if tools is not None else TOOLS
         self.system_prompt = system_prompt
         self.observation_limit = observation_limit
+        self.context_chars = context_chars
         self.should_stop = should_stop or (lambda: False)
         self.messages: list[Message] = []
         self.finished: RunFinished | None = None
@@ -117,6 +125,7 @@ class AgentLoop:
             yield StepStarted(step)
             t0 = time.monotonic()
             try:
+                fit_context(self.messages, self.context_chars)
                 turn = self.policy(self.messages, self.tools)
             except BackendError as exc:
                 yield finish(StopReason.MODEL_ERROR, detail=str(exc))
@@ -191,6 +200,33 @@ class AgentLoop:
 
     def _tool_message(self, call: ToolCall, content: str) -> None:
         self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
+
+
+def _size(message: Message) -> int:
+    calls = message.get("tool_calls") or []
+    return len(str(message.get("content") or "")) + sum(len(c["function"]["arguments"]) for c in calls)
+
+
+def fit_context(messages: list[Message], budget: int, keep_recent: int = KEEP_RECENT) -> None:
+    """Shorten the oldest tool results until the conversation fits ``budget`` characters.
+
+    Observations are already small (see ``observe``), so this only acts on long runs. The
+    latest ``keep_recent`` results, the task and every line of code stay whole: the model
+    needs recent outputs to fix errors and its own code to stay consistent. Shortening
+    rewrites history, so a prefix cache restarts once here; below the budget the prompt
+    stays a pure append.
+    """
+    total = sum(_size(m) for m in messages)
+    tool_indices = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
+    for i in tool_indices[: max(0, len(tool_indices) - keep_recent)]:
+        if total <= budget:
+            return
+        content = str(messages[i].get("content") or "")
+        if len(content) <= OLD_OBSERVATION_CHARS or content.endswith(TRIMMED):
+            continue
+        short = head_tail(content, OLD_OBSERVATION_CHARS) + TRIMMED
+        total -= len(content) - len(short)
+        messages[i] = {**messages[i], "content": short}
 
 
 def _invalid(call: ToolCall) -> str:
