@@ -272,18 +272,19 @@ def _fit(
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
         )
-        example = trainer.train_dataset[0]
+        example = trainer.train_dataset[0]  # type: ignore[index]  # a map-style Dataset here
         sample = supervised_text(tokenizer, example["input_ids"], [int(x != -100) for x in example["labels"]])
-        initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+        initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}  # type: ignore[union-attr]
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - started
+    peft_model: Any = trainer.model  # the PeftModel SFTTrainer wrapped around the base
     changed = sum(
         int(not torch.equal(initial[n].to(p.device), p.detach()))
-        for n, p in trainer.model.named_parameters()
+        for n, p in peft_model.named_parameters()
         if n in initial
     )
     out.mkdir(parents=True, exist_ok=True)
-    trainer.model.save_pretrained(str(out))
+    peft_model.save_pretrained(str(out))
     adapter_cfg = clean_adapter_config(out, config.model)
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
     result = TrainResult(

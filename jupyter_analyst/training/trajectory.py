@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -73,7 +73,7 @@ def normalize_call(call: Mapping[str, Any], index: int) -> dict[str, Any]:
     return {
         "id": str(call.get("id") or f"call_{index}"),
         "type": "function",
-        "function": {"name": str(name), "arguments": parse_arguments(fn.get("arguments"))},
+        "function": {"name": str(name), "arguments": parse_arguments(fn.get("arguments"))},  # type: ignore[union-attr]
     }
 
 
@@ -114,7 +114,7 @@ def content_key(messages: Iterable[Mapping[str, Any]]) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
-def ends_with_final_answer(messages: list[Mapping[str, Any]]) -> bool:
+def ends_with_final_answer(messages: Sequence[Mapping[str, Any]]) -> bool:
     """True when the last assistant turn calls ``final_answer`` (the run ended by itself)."""
     for m in reversed(messages):
         if m.get("role") == "assistant":
@@ -136,7 +136,7 @@ def message_chars(messages: Iterable[Mapping[str, Any]]) -> int:
 
 
 def make_record(
-    messages: list[Mapping[str, Any]],
+    messages: Sequence[Mapping[str, Any]],
     tools: list[ToolSpec] | None = None,
     verdict: Any = None,
     meta: Mapping[str, Any] | None = None,
