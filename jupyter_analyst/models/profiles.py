@@ -138,13 +138,21 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
     for name, table in (data.get("profiles") or {}).items():
         if not isinstance(table, dict):
             raise InputError(f"{path}: [profiles.{name}] must be a table")
-        unknown = set(table) - known
+        unknown = set(table) - known - {"inherits"}
         if unknown:
             raise InputError(f"{path}: [profiles.{name}] has unknown keys: {', '.join(sorted(unknown))}")
-        base = result.get(table.get("inherits", ""), None)
+        parent = table.get("inherits")
+        if parent is not None and parent not in result:
+            raise InputError(f"{path}: [profiles.{name}] inherits unknown profile {parent!r}")
+        base = result.get(parent) if parent else None
         values = {k: v for k, v in table.items() if k != "inherits"}
-        profile = replace(base, **values) if base else Profile(name=name, description="", **values)
-        result[name] = replace(profile, name=name, source=str(path))
+        values.update(name=name, source=str(path))
+        if base is None:
+            values.setdefault("description", f"user profile {name}")
+        try:
+            result[name] = replace(base, **values) if base else Profile(**values)
+        except TypeError as exc:
+            raise InputError(f"{path}: [profiles.{name}]: {exc}") from None
     return result
 
 
