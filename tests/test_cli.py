@@ -187,3 +187,27 @@ def test_serve_a_local_model_by_hand(tmp_path: Path, tiny_model_dir: Path) -> No
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
+
+
+def test_run_against_an_openai_compatible_server(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """--base-url/--api-key: the same client any vLLM/Ollama/llama.cpp server is reached with."""
+    from jupyter_analyst.models.host import EmbeddedModel
+
+    with EmbeddedModel(tiny_model_dir, device="cpu", max_new_tokens=16) as host:
+        args = (
+            "run",
+            EXAMPLES / "penguins.csv",
+            "--base-url",
+            host.base_url,
+            "--max-steps",
+            "2",
+            "-o",
+            "r.ipynb",
+        )
+        proc = cli(*args, "--api-key", "wrong-key", cwd=tmp_path)
+        assert proc.returncode == 5 and "rejected the API key" in one_line_error(proc)
+        proc = cli(*args, "--api-key", host.api_key, "--max-new-tokens", "16", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr  # a random model never finishes: the budget ends it
+    assert "ended without conclusions (max_steps)" in proc.stderr
+    nb = nbformat.read(tmp_path / "r.ipynb", as_version=4)
+    assert "via http://127.0.0.1" in nb.metadata["jupyter_analyst"]["policy"]
