@@ -191,3 +191,24 @@ def test_short_runs_stay_a_pure_append() -> None:
     run(ScriptedPolicy([spy] * 5 + [final("x")]))
     for before, after in zip(snapshots, snapshots[1:], strict=False):
         assert after[: len(before)] == before
+
+
+def test_a_saved_conversation_replays_the_same_cells(tmp_path: Any) -> None:
+    import json
+
+    from jupyter_analyst.models.scripted import load_replay
+
+    loop, first = run(
+        ScriptedPolicy([code("x = 6 * 7"), markdown("## Result"), code("print(x)"), final("x is 42")])
+    )
+    path = tmp_path / "trajectory.json"
+    path.write_text(json.dumps({"messages": loop.messages}))
+    _, again = run(load_replay(path))
+
+    def cells(events: list[Any]) -> list[tuple[str, str]]:
+        return [(e.cell_type, e.source) for e in events if type(e).__name__ == "CellAdded"]
+
+    assert cells(again) == cells(first) and again[-1].answer == "x is 42"
+    (tmp_path / "bad.json").write_text('{"oops": 1}')
+    with pytest.raises(Exception, match="must hold a JSON list"):
+        load_replay(tmp_path / "bad.json")
