@@ -211,3 +211,40 @@ def test_run_against_an_openai_compatible_server(tmp_path: Path, tiny_model_dir:
     assert "ended without conclusions (max_steps)" in proc.stderr
     nb = nbformat.read(tmp_path / "r.ipynb", as_version=4)
     assert "via http://127.0.0.1" in nb.metadata["jupyter_analyst"]["policy"]
+
+
+def test_ctrl_c_stops_the_run_and_keeps_a_valid_notebook(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    script = replay(tmp_path, [{"code": "print('started')"}, {"code": "import time\ntime.sleep(120)"}])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_analyst",
+            "run",
+            str(EXAMPLES / "penguins.csv"),
+            "--replay",
+            str(script),
+            "-o",
+            "stopped.ipynb",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until the long cell is running
+        if "step  1" in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    assert "Traceback" not in err and "ended without conclusions (stopped)" in err
+    nb = nbformat.read(tmp_path / "stopped.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["jupyter_analyst"]["stop_reason"] == "stopped"
+    assert "stopped" in nb.cells[-1].source

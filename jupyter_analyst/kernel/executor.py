@@ -12,13 +12,14 @@ import os
 import queue
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import nbformat
 from jupyter_client.blocking.client import BlockingKernelClient
@@ -288,6 +289,7 @@ class KernelExecutor:
         self._km: KernelManager | None = None
         self._kc: BlockingKernelClient | None = None
         self._ipc_dir: str | None = None
+        self._kernel_log: BinaryIO | None = None
         self._dead = False
         self._lock = threading.RLock()
 
@@ -306,8 +308,18 @@ class KernelExecutor:
             km.shutdown_wait_time = 2.0
             env = {**os.environ, **self.env}
             try:
-                km.start_kernel(cwd=str(self.cwd) if self.cwd else None, env=env)
+                # The kernel's own stdout/stderr (start-up notices, tracebacks of an
+                # interrupt during shutdown) must not mix into our caller's terminal.
+                self._kernel_log = open(os.path.join(self._ipc_dir, "kernel.log"), "ab")  # noqa: SIM115
+                km.start_kernel(
+                    cwd=str(self.cwd) if self.cwd else None,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=self._kernel_log,
+                )
             except Exception as exc:
+                self._kernel_log.close()
+                self._kernel_log = None
                 shutil.rmtree(self._ipc_dir, ignore_errors=True)
                 raise KernelError(f"could not start kernel {self.kernel_name!r}: {exc}") from exc
             self._km = km
@@ -369,6 +381,9 @@ class KernelExecutor:
                         km.shutdown_kernel(now=True)
                     except Exception:
                         pass
+            if self._kernel_log is not None:
+                self._kernel_log.close()
+                self._kernel_log = None
             if self._ipc_dir:
                 shutil.rmtree(self._ipc_dir, ignore_errors=True)
                 self._ipc_dir = None
