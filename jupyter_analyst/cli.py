@@ -129,14 +129,33 @@ class Progress:
         self.quiet = quiet
         self.figures = 0
         self.sources: dict[str, str] = {}
+        # On a terminal a status line shows the step being generated (a 9B model can take
+        # a minute per step); in logs and pipes only finished steps are printed.
+        self.live = not quiet and stream.isatty()
+        self.step = 0
+        self.generated = 0
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(text, file=self.stream, flush=True)
+            print(("\r\033[K" if self.live else "") + text, file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        if self.live:
+            print("\r\033[K" + text, end="", file=self.stream, flush=True)
+
+    def on_text(self, piece: str) -> None:
+        """Streaming callback: count what the model has written so far in this step."""
+        self.generated += len(piece)
+        self.status(f"  step {self.step:>2}  generating ({self.generated} characters)...")
 
     def __call__(self, event: object) -> None:
-        from .agent import CellAdded, CellExecuted, ModelReplied
+        from .agent import CellAdded, CellExecuted, ModelReplied, StepStarted
 
+        if isinstance(event, StepStarted):
+            self.step, self.generated = event.step, 0
+            self.status(f"  step {event.step:>2}  thinking...")
+        if isinstance(event, CellAdded) and event.cell_type == "code":
+            self.status(f"  step {event.step:>2}  running a cell...")
         if isinstance(event, CellAdded):
             self.sources[event.cell_id] = event.source
         if isinstance(event, ModelReplied) and event.problem:
@@ -196,7 +215,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
         raise InputError(f"{output} already exists; pass --overwrite or choose another --output")
     progress = Progress(err, args.quiet)
     started = time.monotonic()
-    with build_policy(_choice(args)) as handle:  # type: ignore[arg-type]
+    with build_policy(_choice(args), on_text=progress.on_text if progress.live else None) as handle:  # type: ignore[arg-type]
         progress.say(f"jupyter-analyst: analysing {args.data.name} with {handle.label}")
         if handle.note:
             progress.say(f"  ({handle.note})")
@@ -228,7 +247,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
     )
     detail = f": {fin.detail}" if fin.detail and not fin.reason.natural else ""
     print(
-        f"{how}{detail} after {fin.steps} steps, "
+        ("\r\033[K" if progress.live else "") + f"{how}{detail} after {fin.steps} steps, "
         f"{progress.figures} figure{'s' if progress.figures != 1 else ''}"
         f"{fixed}, "
         f"{time.monotonic() - started:.1f}s -> {outcome.notebook}",

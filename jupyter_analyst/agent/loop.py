@@ -119,7 +119,7 @@ class AgentLoop:
             if stop is None and self.should_stop():
                 stop = StopReason.STOPPED
             if stop is not None:
-                yield finish(stop, detail=f"stopped: {stop.value}")
+                yield finish(stop)  # the reason says it all
                 return
             step += 1
             yield StepStarted(step)
