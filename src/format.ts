@@ -46,6 +46,7 @@ function stripHeading(line: string): string {
   return line
     .replace(/^#{1,6}\s*/, '')
     .replace(/\*\*|__|`/g, '')
+    .replace(/^[*_]+|[*_]+$/g, '') // a whole line in italics, like the stop note
     .trim();
 }
 

@@ -14,6 +14,7 @@ import {
 test('a markdown cell is summarised by its first heading', () => {
   assert.equal(summarizeCell('Intro text\n\n## Missing values\nmore', 'markdown'), 'Missing values');
   assert.equal(summarizeCell('Just a **note**', 'markdown'), 'Just a note');
+  assert.equal(summarizeCell('*Run ended without conclusions: stopped.*', 'markdown', 'note'), 'Run ended without conclusions: stopped.');
   assert.equal(summarizeCell('', 'markdown'), '(empty markdown cell)');
   assert.equal(summarizeCell('## `body_mass_g` by `species`', 'markdown'), 'body_mass_g by species');
 });
