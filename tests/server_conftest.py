@@ -55,6 +55,14 @@ def asynctest(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     return run
 
 
+@pytest.fixture(autouse=True)
+def server_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each server in a temporary cwd: a room that jupyter-collaboration opens for
+    ``get_document(create=True)`` builds its store without the configured ``db_path`` and
+    would write ``.jupyter_ystore.db`` into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def jp_server_config(jp_root_dir: Path, tmp_path: Path) -> dict[str, Any]:
     """Auth required; only the extensions the tests need (no JupyterLab: faster start)."""
