@@ -32,71 +32,6 @@ from jupyter_analyst.models.baseline import NAME, BaselineAnalyst, parse_task  #
 LIMIT = 1500
 
 
-def frame_facts(df: pd.DataFrame, name: str = "df") -> dict[str, Any]:
-    """The facts dict the kernel computes (``kernel.facts``), in miniature."""
-    rows = len(df)
-    cat_limit = max(20, int(0.05 * rows))
-    columns, dates = [], []
-    for i in range(df.shape[1]):
-        col = df.iloc[:, i]
-        try:
-            unique = int(col.nunique())
-        except TypeError:
-            unique = int(col.dropna().astype(str).nunique())
-        dtype = col.dtype
-        if pd.api.types.is_bool_dtype(dtype):
-            kind = "boolean"
-        elif pd.api.types.is_numeric_dtype(dtype):
-            kind = "numeric"
-        elif isinstance(dtype, pd.CategoricalDtype):
-            kind = "categorical"
-        elif pd.api.types.is_datetime64_any_dtype(dtype):
-            kind = "datetime"
-        elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
-            kind = "categorical" if unique <= cat_limit else "text"
-        else:
-            kind = "other"
-        if kind == "datetime":
-            dates.append(str(df.columns[i]))
-        elif kind in ("categorical", "text") and col.notna().any():
-            values = col.dropna().iloc[:200]
-            if all(isinstance(v, str) for v in values) and all(
-                re.search(r"\d{1,4}[-/.]\d{1,2}", v) for v in values
-            ):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    if pd.to_datetime(values, errors="coerce", format="mixed").notna().mean() >= 0.8:
-                        dates.append(str(df.columns[i]))
-        first = col.first_valid_index()
-        example = (
-            ""
-            if first is None
-            else " ".join(
-                str(
-                    col.loc[first] if not isinstance(col.loc[first], pd.Series) else col.loc[first].iloc[0]
-                ).split()
-            )[:40]
-        )
-        columns.append(
-            {
-                "name": " ".join(str(df.columns[i]).split())[:100],
-                "dtype": str(dtype),
-                "kind": kind,
-                "missing": int(col.isna().sum()),
-                "unique": unique,
-                "example": example,
-            }
-        )
-    return {
-        "name": name,
-        "rows": rows,
-        "cols": df.shape[1],
-        "columns": columns,
-        "date_columns": dates,
-        "head": df.head(5).to_string(max_cols=20)[:2000],
-    }
-
-
 def _describe_figure(fig: Any) -> str:
     bits = []
     for ax in fig.get_axes():
@@ -177,7 +112,7 @@ def drive(
     run = Run(
         [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": render_task(facts or frame_facts(df), question)},
+            {"role": "user", "content": render_task(facts or kernel_frame_facts(df), question)},
         ]
     )
     for turn in range(max_turns):
