@@ -296,8 +296,9 @@ class InProcessExecutor:
 
     def execute(self, code: str) -> Any:
         """Run one agent cell; return a ``CellResult`` like the kernel executor's."""
+        from .agent.observe import strip_ansi
         from .agent.types import CellResult
-        from .kernel.executor import _Outputs, strip_ansi
+        from .kernel.executor import _Outputs
 
         sink: list[dict[str, Any]] = []
         started = time.monotonic()

@@ -13,7 +13,8 @@ from typing import Any
 
 from .types import CellResult
 
-ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+"""Any CSI escape sequence (IPython colours tracebacks; the model needs none)."""
 
 DEFAULT_LIMIT = 1500
 """Characters per observation: ~400 tokens, so 30 steps of code + output fit in ~16k."""

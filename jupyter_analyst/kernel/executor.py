@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import shutil
 import subprocess
 import tempfile
@@ -25,13 +24,13 @@ import nbformat
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
+from jupyter_analyst.agent.observe import strip_ansi
 from jupyter_analyst.agent.types import CellResult
 from jupyter_analyst.errors import AnalystError
 from jupyter_analyst.kernel.facts import FACTS_MIMES, SETUP_CODE
 
 __all__ = ["KernelError", "KernelExecutor"]
 
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _POLL = 0.1
 """Seconds to block on iopub per wait; bounds how late we notice deadlines and deaths."""
 _REPLY_GRACE = 1.0
@@ -53,11 +52,6 @@ class KernelError(AnalystError, RuntimeError):
         self.ename = ename
         self.evalue = evalue
         self.traceback = traceback or []
-
-
-def strip_ansi(text: str) -> str:
-    """Remove terminal colour codes (IPython colours tracebacks; the model needs none)."""
-    return _ANSI_RE.sub("", text)
 
 
 def _utf8_len(text: str) -> int:
@@ -307,18 +301,18 @@ class KernelExecutor:
             )
             km.shutdown_wait_time = 2.0
             env = {**os.environ, **self.env}
+            # The kernel's own stdout/stderr (start-up notices, tracebacks of an interrupt
+            # during shutdown) must not mix into our caller's terminal.
+            log = self._kernel_log = open(os.path.join(self._ipc_dir, "kernel.log"), "ab")  # noqa: SIM115
             try:
-                # The kernel's own stdout/stderr (start-up notices, tracebacks of an
-                # interrupt during shutdown) must not mix into our caller's terminal.
-                self._kernel_log = open(os.path.join(self._ipc_dir, "kernel.log"), "ab")  # noqa: SIM115
                 km.start_kernel(
                     cwd=str(self.cwd) if self.cwd else None,
                     env=env,
                     stdout=subprocess.DEVNULL,
-                    stderr=self._kernel_log,
+                    stderr=log,
                 )
             except Exception as exc:
-                self._kernel_log.close()
+                log.close()
                 self._kernel_log = None
                 shutil.rmtree(self._ipc_dir, ignore_errors=True)
                 raise KernelError(f"could not start kernel {self.kernel_name!r}: {exc}") from exc

@@ -26,8 +26,9 @@ from typing import Any
 
 from pycrdt import Map, Text
 
+from ..agent.observe import strip_ansi
 from ..agent.types import CellResult, CellRole
-from ..kernel.executor import _Outputs, strip_ansi
+from ..kernel.executor import _Outputs
 from ..notebook.writer import META_KEY, RAISES_TAG, agent_metadata
 from .kernelio import KernelLink
 
