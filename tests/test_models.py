@@ -28,7 +28,7 @@ from jupyter_analyst.agent.types import AssistantTurn
 from jupyter_analyst.errors import BackendError
 from jupyter_analyst.models import EmbeddedModel, OpenAIChatPolicy, check_server
 from jupyter_analyst.models.openai_client import RAW_ARGUMENTS, normalize_base_url
-from jupyter_analyst.models.worker import _StreamSplitter, build_message, prepare_messages
+from jupyter_analyst.models.worker.chat import StreamSplitter, build_message, prepare_messages
 
 USER = [{"role": "user", "content": "Analyse the dataframe df."}]
 CALL_TEXT = (
@@ -136,7 +136,7 @@ def test_build_message_and_stream_splitter_agree() -> None:
     call = message["tool_calls"][0]
     assert call["function"]["name"] == CODE_TOOL
     assert json.loads(call["function"]["arguments"]) == {"code": "print(df.shape)"}
-    splitter = _StreamSplitter(thinking=True)
+    splitter = StreamSplitter(thinking=True)
     sent: dict[str, str] = {"reasoning_content": "", "content": ""}
     for ch in text.removeprefix("<think>"):  # one character at a time: the worst case
         for kind, piece in splitter.feed(ch):
@@ -173,7 +173,7 @@ class ScriptedModel:
 def test_engine_turns_native_tool_calls_into_openai_tool_calls(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from jupyter_analyst.models.worker import Engine
+    from jupyter_analyst.models.worker.engine import Engine
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = ScriptedModel(tok, "First I check the shape.\n</think>\n\n" + CALL_TEXT)

@@ -82,7 +82,7 @@ class TrainResult:
 
 def resolve_device(config: TrainConfig) -> tuple[str, str]:
     """(device, quantization) actually used, read as the model worker reads them."""
-    from ..models.worker import resolve_device as resolve
+    from ..models.worker.loading import resolve_device as resolve
 
     return resolve(config.device, config.quantization)
 

@@ -1,0 +1,83 @@
+"""Loading: read the device/quantisation flags, load tokenizer + model (+ adapter), name it.
+
+torch, transformers and peft are imported inside the functions so that importing this
+module (training does, for ``resolve_device``) stays cheap until a model is really loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ...errors import InputError
+from .common import log
+
+
+def _display_name(ref: str) -> str:
+    path = Path(ref)
+    return path.name if path.exists() and path.name else ref
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The id served by ``/v1/models``: the flag if given, else base (+ adapter) folder names."""
+    if args.served_model_name:
+        return args.served_model_name
+    name = _display_name(args.model)
+    return f"{name}+{_display_name(args.adapter)}" if args.adapter else name
+
+
+def resolve_device(device: str, quantization: str) -> tuple[str, str]:
+    """(device, quantization) to use: "auto" means CUDA in 4-bit when there is a GPU, else CPU
+    unquantised. Shared by serving and training so both read the flags the same way."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but torch sees no CUDA device")
+    if quantization == "auto":
+        quantization = "4bit" if device == "cuda" else "none"
+    return device, quantization
+
+
+def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Load tokenizer and model as asked; raise with a readable message on failure."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device, quant = resolve_device(args.device, args.quantization)
+    if args.dtype != "auto":
+        dtype = getattr(torch, args.dtype)
+    elif device == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    else:
+        dtype = torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": 0} if device == "cuda" else "cpu"}
+    if quant in ("4bit", "8bit"):
+        from transformers import BitsAndBytesConfig
+
+        if quant == "4bit":
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=dtype,
+                bnb_4bit_use_double_quant=True,
+            )
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    for what, ref in (("model", args.model), ("adapter", args.adapter)):
+        if ref and ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().exists():
+            raise RuntimeError(f"no {what} folder at {ref}")
+    log(f"loading {args.model} on {device} ({quant}, {str(dtype).removeprefix('torch.')})")
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    if not getattr(tokenizer, "chat_template", None):
+        raise RuntimeError(f"the tokenizer of {args.model} has no chat template; use a chat/instruct model")
+    model: Any = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
+    if args.adapter:
+        from peft import PeftModel
+
+        log(f"loading adapter {args.adapter}")
+        model = PeftModel.from_pretrained(model, args.adapter)
+    model.eval()
+    return tokenizer, model
