@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_analyst.training.data import TokenCount
 from jupyter_analyst.training.trajectory import TrajectoryFilter, TrajectoryWriter, make_record
 
 pytestmark = pytest.mark.timeout(600)
@@ -163,6 +164,7 @@ def test_qlora_4bit_base_trains_on_cpu(tiny_qwen2: Path, trajectories: Path, tmp
         gradient_checkpointing=True,
     )
     result = train(config, log=lambda s: None)  # the gemv_4bit warning would raise here
+    assert result is not None
     assert result.model.get_base_model().is_loaded_in_4bit
     # B moves on step 1, A only once B is non-zero: every tensor moved, so gradients reached every layer
     assert result.ok, f"{result.lora_tensors_changed}/{result.lora_tensors} LoRA tensors changed"
@@ -272,3 +274,123 @@ def test_collect_train_evaluate_from_the_cli(
     )
     record = json.loads((out / "results.jsonl").read_text().splitlines()[-1])
     assert record["task_id"] == tasks[0] and "verdict" in record, record.get("harness_error")
+
+
+@pytest.fixture(scope="module")
+def baseline_trajectories(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two real baseline-analyst trajectories: long system + task prompts, like the ones users train on."""
+    from jupyter_analyst.cli import main
+
+    root = tmp_path_factory.mktemp("baseline")
+    traj = root / "traj.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_ANALYST_DATA_CACHE", str(root / "cache"))
+        argv = ["collect", "-o", str(traj), "--baseline", "--tasks", "tips-percent", "airquality-ozone"]
+        assert main([*argv, "--no-rerun", "--keep", "finished", "--quiet"]) == 0
+    assert len(traj.read_text().splitlines()) == 2
+    return traj
+
+
+def _train_cli(model: Path, data: Path, out: Path, max_length: int, *extra: str) -> int:
+    from jupyter_analyst.cli import main
+
+    argv = ["train", "--model", str(model), "--data", str(data), "-o", str(out), "--device", "cpu"]
+    argv += ["--max-length", str(max_length), "--max-steps", "1", "--gradient-accumulation-steps", "1"]
+    return main([*argv, "--no-gradient-checkpointing", *extra])
+
+
+def _error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_train_cli_with_max_length_shorter_than_every_prompt_names_the_length_that_works(
+    tiny_qwen2: Path, baseline_trajectories: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Used to crash inside TRL (``IndexError: Invalid key: 0 is out of bounds for size 0``)."""
+    import re
+
+    assert _train_cli(tiny_qwen2, baseline_trajectories, tmp_path / "a", 256) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "--max-length 256 leaves no assistant token to train on in any of the 2 trajectories" in line
+    m = re.search(
+        r"--max-length (\d+) is the smallest that trains on anything.*, (\d+) keeps part of every", line
+    )
+    assert m, line
+    smallest, every = int(m[1]), int(m[2])
+    assert 256 < smallest < every
+    assert not (tmp_path / "a").exists()
+    # the number is tight: one token less still leaves nothing to train on ...
+    assert _train_cli(tiny_qwen2, baseline_trajectories, tmp_path / "b", smallest - 1) == 2
+    assert f"--max-length {smallest} is the smallest" in _error_line(capsys.readouterr().err)
+    # ... and at that length TRL keeps (and trains on) the one trajectory whose first assistant token fits
+    assert _train_cli(tiny_qwen2, baseline_trajectories, tmp_path / "c", smallest) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"training on 1 of 2 trajectories, dropped 1 with no assistant token in the first {smallest} tokens; "
+        f"--max-length {every} keeps part of every trajectory"
+    ) in err, err
+    summary = json.loads((tmp_path / "c" / "training_summary.json").read_text())
+    assert summary["result"]["examples"] == 1 and summary["result"]["steps"] == 1
+
+
+def test_train_cli_overlong_drop_that_drops_everything_names_the_shortest_trajectory(
+    tiny_qwen2: Path, baseline_trajectories: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _train_cli(tiny_qwen2, baseline_trajectories, tmp_path / "a", 4096, "--overlong", "drop") == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "--max-length 4096 with --overlong drop drops all 2 trajectories: the shortest is" in line
+    assert "or --overlong truncate to train on their first 4096 tokens" in line
+
+
+def _counts(*pairs: tuple[int, int | None]) -> list[TokenCount]:
+
+    return [TokenCount(length, first) for length, first in pairs]
+
+
+def test_select_trainable_keeps_rows_whose_first_assistant_token_fits() -> None:
+    from jupyter_analyst.errors import InputError
+    from jupyter_analyst.training.train import select_trainable
+
+    rows = [{"i": 0}, {"i": 1}, {"i": 2}]
+    counts = _counts((900, 500), (700, 300), (50, None))
+    kept, note = select_trainable(rows, counts, 301, "truncate")  # index 300 is the 301st token
+    assert kept == [{"i": 1}]
+    assert note == (
+        "training on 1 of 3 trajectories, dropped 1 with no assistant token in the first 301 tokens "
+        "and 1 with no assistant turn at all; --max-length 501 keeps part of every trajectory"
+    )
+    assert select_trainable(rows[:2], counts[:2], 501, "truncate") == (rows[:2], "")
+    with pytest.raises(InputError) as exc:
+        select_trainable(rows, counts, 300, "truncate")
+    assert str(exc.value) == (
+        "--max-length 300 leaves no assistant token to train on in any of the 3 trajectories, so nothing "
+        "would be trained: the prompt (system, tools, task) before the first assistant token is 300-500 "
+        "tokens long; --max-length 301 is the smallest that trains on anything (it keeps the first "
+        "assistant token of the trajectory with the shortest prompt), 501 keeps part of every trajectory"
+    )
+    with pytest.raises(
+        InputError, match=r"in the one trajectory, .* is 500 tokens long; --max-length 501 is "
+    ):
+        select_trainable(rows[:1], counts[:1], 100, "truncate")
+    with pytest.raises(InputError, match="none of the 1 trajectories has an assistant token"):
+        select_trainable(rows[2:], counts[2:], 100, "truncate")
+
+
+def test_select_trainable_with_overlong_drop() -> None:
+    from jupyter_analyst.errors import InputError
+    from jupyter_analyst.training.train import select_trainable
+
+    rows = [{"i": 0}, {"i": 1}]
+    counts = _counts((900, 500), (700, 300))
+    assert select_trainable(rows, counts, 800, "drop") == (
+        [{"i": 1}],
+        "training on 1 of 2 trajectories, dropped 1 longer than --max-length 800",
+    )
+    with pytest.raises(
+        InputError, match=r"the shortest is 700 tokens long, so use --max-length 700 or more \(or"
+    ):
+        select_trainable(rows, counts, 600, "drop")
+    with pytest.raises(InputError, match=r"\(--overlong truncate would need --max-length 301 or more\)$"):
+        select_trainable(rows, counts, 200, "drop")

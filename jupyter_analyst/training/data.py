@@ -74,16 +74,41 @@ def to_dataset(rows: list[dict[str, Any]]) -> Any:
     return Dataset.from_list(rows, features=Features({"messages": Json(), "tools": Value("string")}))
 
 
-def token_lengths(tokenizer: Any, rows: list[dict[str, Any]], template: str) -> list[int]:
-    """Tokens per row as the trainer will render it (for ``--overlong drop`` and the summary)."""
-    lengths = []
+@dataclass(frozen=True)
+class TokenCount:
+    """One row as the trainer tokenizes it: its length and where its supervised part starts.
+
+    TRL truncates each sequence to ``max_length`` (keeping the start) and then silently drops
+    every sequence left with no assistant token, so where the first one sits decides whether a
+    row trains at all, whatever its length.
+    """
+
+    length: int
+    first_supervised: int | None
+    """0-based index of the first assistant (trainable) token; ``None`` when the row has none."""
+
+    def trains_at(self, max_length: int) -> bool:
+        """Whether truncation to ``max_length`` leaves at least one assistant token."""
+        return self.first_supervised is not None and self.first_supervised < max_length
+
+    @property
+    def min_length(self) -> int | None:
+        """The shortest ``max_length`` that keeps an assistant token of this row."""
+        return None if self.first_supervised is None else self.first_supervised + 1
+
+
+def token_counts(tokenizer: Any, rows: list[dict[str, Any]], template: str) -> list[TokenCount]:
+    """Each row tokenized exactly as the trainer will (template, tools, assistant mask)."""
+    counts = []
     for row in rows:
-        ids = tokenizer.apply_chat_template(
+        enc = tokenizer.apply_chat_template(
             row["messages"],
             tools=json.loads(row["tools"]) or None,
             chat_template=template,
             tokenize=True,
             return_dict=True,
-        )["input_ids"]
-        lengths.append(len(ids))
-    return lengths
+            return_assistant_tokens_mask=True,
+        )
+        first = next((i for i, bit in enumerate(enc["assistant_masks"]) if bit), None)
+        counts.append(TokenCount(len(enc["input_ids"]), first))
+    return counts

@@ -26,9 +26,12 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig, add_dataclass_arguments, build_config
+
+if TYPE_CHECKING:
+    from .data import TokenCount
 
 SUMMARY_FILE = "training_summary.json"
 GEMV_WARNING = r".*autograd kernel was not registered.*"
@@ -163,7 +166,7 @@ def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
     """Run one training job; ``None`` when only the estimate was asked for."""
     from ..errors import InputError
     from .chat_template import TemplateError, supervised_text, training_template
-    from .data import load_rows, to_dataset, token_lengths
+    from .data import load_rows, to_dataset, token_counts
     from .trajectory import TrajectoryFilter
 
     device, quant = resolve_device(config)
@@ -189,18 +192,75 @@ def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
     tokenizer.chat_template = template
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    lengths = token_lengths(tokenizer, rows, template)
-    if config.overlong == "drop":
-        rows = [r for r, n in zip(rows, lengths, strict=True) if n <= config.max_length]
-        if not rows:
-            raise InputError(f"every trajectory is longer than --max-length {config.max_length}")
+    counts = token_counts(tokenizer, rows, template)
+    lengths = [c.length for c in counts]
     over = sum(n > config.max_length for n in lengths)
     log(
         f"chat template: {how}; {len(rows)} sequences, {min(lengths)}-{max(lengths)} tokens, "
         f"{over} over --max-length {config.max_length} "
         f"({'dropped' if config.overlong == 'drop' else 'truncated'})"
     )
+    rows, note = select_trainable(rows, counts, config.max_length, config.overlong)
+    if note:
+        log(note)
     return _fit(config, device, quant, tokenizer, to_dataset(rows), how, log, supervised_text)
+
+
+def select_trainable(
+    rows: list[dict[str, Any]], counts: list[TokenCount], max_length: int, overlong: str
+) -> tuple[list[dict[str, Any]], str]:
+    """The rows that still have an assistant token once cut to ``max_length``, and a note on the rest.
+
+    TRL keeps the start of each sequence and silently drops those left with nothing to learn;
+    when that is all of them, it crashes later with an ``IndexError``. Deciding here lets the
+    error name the ``--max-length`` that would work. Raises ``InputError`` (one line) when no
+    row is left; the note (empty when nothing was dropped) says how many were dropped and why.
+    """
+    from ..errors import InputError
+
+    n = len(rows)
+    starts = sorted(c.min_length for c in counts if c.min_length is not None)
+    if not starts:
+        raise InputError(f"none of the {n} trajectories has an assistant token to train on")
+    if overlong == "drop":
+        keep = [c.min_length is not None and c.length <= max_length for c in counts]
+        shortest = min(c.length for c in counts if c.min_length is not None)
+        if not any(keep):
+            alternative = (
+                f"or --overlong truncate to train on their first {max_length} tokens"
+                if starts[0] <= max_length
+                else f"--overlong truncate would need --max-length {starts[0]} or more"
+            )
+            raise InputError(
+                f"--max-length {max_length} with --overlong drop drops all {n} trajectories: the shortest "
+                f"is {shortest} tokens long, so use --max-length {shortest} or more ({alternative})"
+            )
+        why = f"longer than --max-length {max_length}"
+    else:
+        keep = [c.trains_at(max_length) for c in counts]
+        if not any(keep):
+            prompts = f"{starts[0] - 1}" if len(starts) == 1 else f"{starts[0] - 1}-{starts[-1] - 1}"
+            every = f", {starts[-1]} keeps part of every trajectory" if starts[-1] > starts[0] else ""
+            raise InputError(
+                f"--max-length {max_length} leaves no assistant token to train on in "
+                f"{'the one trajectory' if n == 1 else f'any of the {n} trajectories'}, so nothing would "
+                f"be trained: the prompt (system, tools, task) before the first assistant token is "
+                f"{prompts} tokens long; --max-length {starts[0]} is the smallest that trains on anything "
+                f"(it keeps the first assistant token of the trajectory with the shortest prompt){every}"
+            )
+        why = f"with no assistant token in the first {max_length} tokens"
+    kept = [row for row, k in zip(rows, keep, strict=True) if k]
+    if len(kept) == n:
+        return kept, ""
+    no_assistant = sum(c.min_length is None for c in counts)
+    dropped = n - len(kept) - no_assistant
+    parts = [f"{dropped} {why}"] if dropped else []
+    if no_assistant:
+        parts.append(f"{no_assistant} with no assistant turn at all")
+    hint = ""
+    if dropped and overlong != "drop":
+        hint = f"; --max-length {starts[-1]} keeps part of every trajectory"
+    return kept, f"training on {len(kept)} of {n} trajectories, dropped {' and '.join(parts)}{hint}"
 
 
 def _fit(
@@ -232,6 +292,7 @@ def _fit(
         output_dir=str(ckpt_dir),
         assistant_only_loss=True,
         max_length=config.max_length,
+        truncation_mode="keep_start",  # what select_trainable assumes
         packing=False,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
