@@ -132,7 +132,7 @@ export interface IStepStartedEvent {
 export interface IModelRepliedEvent {
   type: 'model_replied';
   step: number;
-  content: string | null;
+  content: string;
   reasoning: string | null;
   calls: { name: string; id: string }[];
   /** Non-empty when the reply had no usable tool call. */
@@ -147,7 +147,7 @@ export interface ICellAddedEvent {
   step: number;
   cell_id: string;
   cell_type: 'code' | 'markdown';
-  source: string | null;
+  source: string;
   role: CellRole;
 }
 
@@ -159,9 +159,9 @@ export interface ICellExecutedEvent {
   execution_count: number | null;
   duration: number;
   error_name: string;
-  error_value: string | null;
+  error_value: string;
   figures: number;
-  observation: string | null;
+  observation: string;
   fixed_error: boolean;
 }
 
