@@ -36,9 +36,7 @@ node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(
   || { echo "build-frontend: node $(node --version) is too old (need >= 20.19)" >&2; exit 1; }
 
 PY="$ROOT/.venv/bin/python"
-if [ ! -x "$PY" ]; then
-  "${PYTHON:-python3}" -m venv "$ROOT/.venv"
-fi
+bash scripts/venv.sh
 if [ ! -x "$ROOT/.venv/bin/jlpm" ] || [ ! -x "$ROOT/.venv/bin/jupyter-builder" ]; then
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$PY" -m pip install -q "jupyterlab>=4.6,<5"
 fi

@@ -16,11 +16,11 @@ t0=$(date +%s)
 
 # 1. the browser (Debian's chromium; playwright's own browser download is never used)
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+# fonts-liberation: chromium only recommends it, and apt-install.sh skips recommends.
 if [ ! -x "$CHROMIUM" ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  bash scripts/apt-install.sh chromium fonts-liberation
 fi
+"$CHROMIUM" --version
 export CHROMIUM
 
 # 2. Python: the project (server extension) and JupyterLab with collaboration (live docs)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# Guards against a hang, nothing more: a few seconds is normal even on a loaded 2-core machine.
+START_GUARD_S = 300.0
+STOP_GUARD_S = 180.0
 
 
 def cli(*args: str | Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -37,6 +46,77 @@ def replay(tmp_path: Path, steps: list[object]) -> Path:
     path = tmp_path / "script.json"
     path.write_text(json.dumps(steps))
     return path
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """In the child, before exec: SIGINT back to its default, as a terminal's Ctrl-C finds it.
+
+    A process started from a background shell (CI, ``cmd &``) inherits SIGINT ignored and
+    Python keeps an ignored SIGINT ignored, so without this the test's SIGINT would be lost.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class CliProcess:
+    """``jupyter analyst ARGS`` in the background; a thread collects its stderr lines."""
+
+    def __init__(self, *args: str | Path, cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_analyst", *map(str, args)],
+            cwd=cwd,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_sigint_as_in_a_terminal,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def wait_until(self, ready: Callable[[], bool], what: str, guard: float = START_GUARD_S) -> None:
+        deadline = time.monotonic() + guard
+        while not ready():
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=STOP_GUARD_S)
+                if ready():
+                    return
+                pytest.fail(f"the CLI exited ({self.proc.returncode}) before {what}:\n{self.stderr}")
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"hang guard: no {what} after {guard:g} s:\n{self.stderr}")
+            time.sleep(0.1)
+
+    def interrupt(self, guard: float = STOP_GUARD_S) -> int:
+        """Ctrl-C: SIGINT, then the exit code (the process is killed if it does not stop)."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout=guard)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"hang guard: SIGINT did not stop the CLI in {guard:g} s:\n{self.stderr}")
+        self._reader.join(timeout=guard)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # a `serve` worker watches its stdin and exits with its parent
+            self.proc.wait()
+
+    def __enter__(self) -> CliProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -158,35 +238,24 @@ def test_models_lists_profiles(tmp_path: Path) -> None:
     assert "GB GPU" in proc.stdout and "default here:" in proc.stdout
 
 
+@pytest.mark.timeout(START_GUARD_S + 2 * STOP_GUARD_S)
 def test_serve_a_local_model_by_hand(tmp_path: Path, tiny_model_dir: Path) -> None:
-    import re
-    import signal
-
     import httpx
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_analyst", "serve", "--model", str(tiny_model_dir), "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        line = ""
-        for line in proc.stderr:
-            if line.startswith("serving"):
-                break
-        found = re.match(r"serving (\S+)\s+\(api key: (\S+)\)", line)
-        assert found, line
+    def serving() -> str | None:
+        return next((line for line in list(child.lines) if line.startswith("serving")), None)
+
+    with CliProcess("serve", "--model", tiny_model_dir, "--port", "0", cwd=tmp_path) as child:
+        child.wait_until(lambda: serving() is not None, "'serving' line")
+        found = re.match(r"serving (\S+)\s+\(api key: (\S+)\)", serving() or "")
+        assert found, child.stderr
         url, key = found.groups()
-        assert httpx.get(f"{url}/models", timeout=30).status_code == 401
-        models = httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+        assert httpx.get(f"{url}/models", timeout=STOP_GUARD_S).status_code == 401
+        models = httpx.get(
+            f"{url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=STOP_GUARD_S
+        ).json()
         assert models["data"][0]["id"]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        assert child.interrupt() == 0, child.stderr
 
 
 def test_run_against_an_openai_compatible_server(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -213,36 +282,17 @@ def test_run_against_an_openai_compatible_server(tmp_path: Path, tiny_model_dir:
     assert "via http://127.0.0.1" in nb.metadata["jupyter_analyst"]["policy"]
 
 
+@pytest.mark.timeout(START_GUARD_S + 2 * STOP_GUARD_S)
 def test_ctrl_c_stops_the_run_and_keeps_a_valid_notebook(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    script = replay(tmp_path, [{"code": "print('started')"}, {"code": "import time\ntime.sleep(120)"}])
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_analyst",
-            "run",
-            str(EXAMPLES / "penguins.csv"),
-            "--replay",
-            str(script),
-            "-o",
-            "stopped.ipynb",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:  # wait until the long cell is running
-        if "step  1" in line:
-            break
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    err = proc.stderr.read()
-    assert proc.wait(timeout=60) == 130, err
+    running = tmp_path / "long-cell-is-running"
+    long_cell = f"import pathlib, time\npathlib.Path({str(running)!r}).touch()\ntime.sleep(120)"
+    script = replay(tmp_path, [{"code": "print('started')"}, {"code": long_cell}])
+    args = ("run", EXAMPLES / "penguins.csv", "--replay", script, "-o", "stopped.ipynb")
+    with CliProcess(*args, cwd=tmp_path) as child:
+        child.wait_until(running.exists, "long cell running")
+        code = child.interrupt()
+    err = child.stderr
+    assert code == 130, err
     assert "Traceback" not in err and "ended without conclusions (stopped)" in err
     nb = nbformat.read(tmp_path / "stopped.ipynb", as_version=4)
     nbformat.validate(nb)

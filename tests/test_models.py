@@ -605,14 +605,12 @@ def _free_port() -> int:
 
 def test_unreachable_server_raises_one_line_backend_error() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
-    started = time.monotonic()
     with pytest.raises(BackendError) as info:
         OpenAIChatPolicy(url, model="m")(USER, TOOLS)
     message = _one_line(info.value)
     assert message == f"cannot reach the model server at {url}/v1: connection refused"
     with pytest.raises(BackendError, match="cannot reach"):
         check_server(url, None, timeout=2)
-    assert time.monotonic() - started < 10
 
 
 def test_base_url_normalisation() -> None:
