@@ -6,6 +6,7 @@
 # DEBIAN_FRONTEND goes through `env`, so it reaches apt-get both as root (no sudo word in
 # front) and through sudo (which drops the caller's environment). No recommended packages:
 # the callers name all they need, and the install stays small and the same on any machine.
+# No upgrade of a named package that is already there (only its missing dependencies come).
 set -euo pipefail
 [ "$#" -gt 0 ] || { echo "usage: $0 PACKAGE..." >&2; exit 2; }
 command -v apt-get >/dev/null || { echo "apt-install: no apt-get here; install by hand: $*" >&2; exit 1; }
@@ -16,5 +17,5 @@ if [ "$(id -u)" != 0 ]; then
 fi
 start=$(date +%s)
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-upgrade "$@" >/dev/null
 echo "apt-install: $* in $(( $(date +%s) - start )) s"
