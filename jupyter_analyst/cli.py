@@ -35,22 +35,6 @@ EXIT_BY_REASON = {
 }
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model (default: the best that can serve on this machine)")
-    g.add_argument("--profile", help="a named profile (see `jupyter analyst models`)")
-    g.add_argument(
-        "--model",
-        help="base model: Hugging Face id or local folder (or the served model name with --base-url)",
-    )
-    g.add_argument("--adapter", help="LoRA adapter: Hugging Face id or local folder")
-    g.add_argument("--quantization", choices=["4bit", "8bit", "none", "auto"], help="how to load --model")
-    g.add_argument("--device", choices=["auto", "cuda", "cpu"], help="where to load --model")
-    g.add_argument("--base-url", help="an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio)")
-    g.add_argument("--api-key", help="API key for --base-url (default: $OPENAI_API_KEY)")
-    g.add_argument("--temperature", type=float, help="sampling temperature")
-    g.add_argument("--max-new-tokens", type=int, help="tokens per model reply")
-
-
 COMMAND_MODULES = {
     "eval": "jupyter_analyst.eval.cli",
     "collect": "jupyter_analyst.training.collect",
@@ -69,6 +53,8 @@ def _command_module(name: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .models.select import add_model_options
+
     parser = argparse.ArgumentParser(
         prog="jupyter analyst",
         description="A local LLM data analyst that writes and runs a Jupyter notebook.",
@@ -98,13 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="append this run's conversation as a JSONL trajectory (for training)",
     )
-    _add_model_options(run)
+    add_model_options(run)
 
     sub.add_parser("models", help="list model profiles, their memory estimates and the default here")
 
     serve = sub.add_parser("serve", help="serve a model on an OpenAI-compatible API (loopback only)")
     serve.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0 picks a free one)")
-    _add_model_options(serve)
+    add_model_options(serve)
 
     export = sub.add_parser("export", help="export a notebook as a report")
     export.add_argument("notebook", type=Path)
@@ -161,7 +147,7 @@ class Progress:
         if isinstance(event, ModelReplied) and event.problem:
             what = "unreadable tool call" if "tried to call a tool" in event.problem else "no tool call"
             self.say(f"  step {event.step:>2}  {what} ({event.seconds:.1f}s): asked the model to continue")
-        elif isinstance(event, CellAdded) and event.cell_type == "markdown":
+        elif isinstance(event, CellAdded) and event.cell_type == "markdown" and event.role != "note":
             first = event.source.strip().splitlines()[0] if event.source.strip() else ""
             label = "conclusions" if event.role == "conclusions" else "markdown"
             self.say(f"  step {event.step:>2}  {label:<11} {first[:70]}")
@@ -186,27 +172,10 @@ class Progress:
             )
 
 
-def _choice(args: argparse.Namespace) -> object:
-    from .models.select import PolicyChoice
-
-    return PolicyChoice(
-        profile="baseline" if getattr(args, "baseline", False) else args.profile,
-        model=args.model,
-        adapter=args.adapter,
-        quantization=args.quantization,
-        device=args.device,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        replay=getattr(args, "replay", None),
-        temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
-    )
-
-
 def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
     from .agent import Budget
     from .errors import InputError
-    from .models.select import build_policy
+    from .models.select import build_policy, choice_from_args
     from .runner import RunConfig, check_data_file, default_output, run_analysis
 
     check_data_file(args.data)  # fail before loading any model
@@ -215,7 +184,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
         raise InputError(f"{output} already exists; pass --overwrite or choose another --output")
     progress = Progress(err, args.quiet)
     started = time.monotonic()
-    with build_policy(_choice(args), on_text=progress.on_text if progress.live else None) as handle:  # type: ignore[arg-type]
+    with build_policy(choice_from_args(args), on_text=progress.on_text if progress.live else None) as handle:
         progress.say(f"jupyter-analyst: analysing {args.data.name} with {handle.label}")
         if handle.note:
             progress.say(f"  ({handle.note})")
@@ -226,7 +195,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
             budget=Budget(args.max_steps, args.max_tokens, args.max_time),
             cell_timeout=args.cell_timeout,
         )
-        outcome = run_analysis(config, handle.policy, on_event=progress)
+        outcome = run_analysis(config, handle.policy, on_event=progress, label=handle.label)
         if args.save_trajectory:
             from .training.trajectory import save_trajectory
 

@@ -21,3 +21,23 @@ class BackendError(AnalystError):
 
 class InputError(AnalystError):
     """The user's input (a file, a variable, an option) cannot be used."""
+
+
+class MissingVariableError(InputError):
+    """The variable to analyse is not defined in the kernel (the server answers 404)."""
+
+
+class KernelError(AnalystError, RuntimeError):
+    """A problem in *our* use of a kernel: a failed start, or failing, hung or stopped helper code.
+
+    Errors in the model's code never raise: they come back as a ``CellResult``. ``ename``
+    says which kind (``DeadKernelError``, ``CellTimeoutError``, ``NoReply``, ``Stopped``...).
+    """
+
+    def __init__(
+        self, message: str, ename: str = "", evalue: str = "", traceback: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback or []

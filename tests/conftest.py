@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,3 +27,17 @@ def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFact
     from jupyter_analyst.testing import build_tiny_lora
 
     return build_tiny_lora(tiny_model_dir, tmp_path_factory.mktemp("tiny-lora") / "lora")
+
+
+@pytest.fixture(scope="session")
+def ipython_shell(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real IPython shell in this process (IPython's own terminal shell, as `ipython`
+    starts it), for the in-process executor; history in memory, profile in a temp folder."""
+    os.environ["IPYTHONDIR"] = str(tmp_path_factory.mktemp("ipython"))
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    config.TerminalInteractiveShell.simple_prompt = True  # no terminal here
+    return TerminalInteractiveShell.instance(config=config)

@@ -25,8 +25,6 @@ import pytest
 from jupyter_core.utils import ensure_event_loop
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures, local to importers)
 
-from jupyter_analyst.server.kernelio import own_session
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NB_PATH = "work dir/analysis.ipynb"
 USER_CODE = (
@@ -42,6 +40,14 @@ USER_CELLS = [
     nbformat.v4.new_code_cell(USER_CODE, id="user-code"),
     nbformat.v4.new_code_cell("number + 1", id="user-tail"),
 ]
+
+
+def own_session(session: Any) -> Any:
+    """A session with the kernel's key but a fresh id: a client of its own, as the browser's
+    would be (two clients sharing one id would get each other's replies)."""
+    from jupyter_client.session import Session
+
+    return Session(key=session.key, signature_scheme=session.signature_scheme, username=session.username)
 
 
 def asynctest(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from jupyter_analyst.agent.prompts import FACTS_COLUMN_RE, FACTS_HEADER_RE, render_facts
 from jupyter_analyst.agent.types import CellResult, Executor
+from jupyter_analyst.errors import InputError, MissingVariableError
 from jupyter_analyst.kernel import KernelError, KernelExecutor
 from jupyter_analyst.kernel.facts import FACTS_MIMES, frame_facts_code, parse_facts
 
@@ -90,24 +90,20 @@ def test_timeout_interrupts_and_keeps_state(ex: KernelExecutor) -> None:
     old = ex.timeout
     ex.timeout = 2
     try:
-        t0 = time.monotonic()
         r = ex.execute("while True:\n    pass")
-        took = time.monotonic() - t0
     finally:
         ex.timeout = old
     assert r.status == "timeout" and r.error_name == "CellTimeoutError"
     assert "exceeded 2s" in r.error_value and "interrupted" in r.error_value
-    assert took < 6, took
+    assert "restarted" not in r.error_value  # the interrupt was enough
     r = ex.execute("kept_value + 1")
     assert r.status == "ok" and r.outputs[-1]["data"]["text/plain"] == "42"
 
 
 def test_huge_print_is_capped(ex: KernelExecutor) -> None:
     ex.execute("still_here = 'yes'")
-    t0 = time.monotonic()
     r = ex.execute("print('x' * 50_000_000)")
-    took = time.monotonic() - t0
-    assert r.truncated and took < 20, took
+    assert r.truncated
     text = _text(r)
     assert len(text) < ex.max_output_bytes + 200
     assert re.search(r"\[\.\.\. output truncated: \d+ bytes omitted \.\.\.\]", text)
@@ -115,10 +111,8 @@ def test_huge_print_is_capped(ex: KernelExecutor) -> None:
 
 
 def test_print_flood_is_interrupted(ex: KernelExecutor) -> None:
-    t0 = time.monotonic()
     r = ex.execute("for i in range(5_000_000):\n    print(i)")
-    took = time.monotonic() - t0
-    assert r.truncated and took < 20, took
+    assert r.truncated
     assert r.status == "error" and r.error_name == "OutputLimitError"
     assert len(_text(r)) < ex.max_output_bytes + 200
     assert ex.execute("still_here").status == "ok"
@@ -197,9 +191,9 @@ def test_frame_facts_code(ex: KernelExecutor) -> None:
     wide = parse_facts(ex.run_silent(frame_facts_code("wide_df")))
     assert len(wide["columns"]) == 60 and wide["omitted_columns"] == 10
 
-    with pytest.raises(KernelError, match="not defined"):
+    with pytest.raises(MissingVariableError, match="not defined"):
         parse_facts(ex.run_silent(frame_facts_code("missing_df")))
-    with pytest.raises(KernelError, match="not a pandas DataFrame"):
+    with pytest.raises(InputError, match="not a pandas DataFrame"):
         parse_facts(ex.run_silent(frame_facts_code("not_a_frame")))
     with pytest.raises(ValueError):
         frame_facts_code("df; import os")
@@ -210,14 +204,11 @@ def test_frame_facts_code(ex: KernelExecutor) -> None:
 def test_dead_kernel_is_reported_quickly() -> None:
     with KernelExecutor(timeout=30) as dying:
         dying.execute("x = 1")
-        t0 = time.monotonic()
         r = dying.execute("import os; os._exit(1)")
         assert r.status == "dead" and r.error_name == "DeadKernelError"
-        assert time.monotonic() - t0 < 5
         assert not dying.alive
-        t0 = time.monotonic()
         again = dying.execute("x")
-        assert again.status == "dead" and time.monotonic() - t0 < 5  # not the 30 s timeout
+        assert again.status == "dead" and "earlier cell" in again.error_value  # not a timeout
         with pytest.raises(KernelError):
             dying.run_silent("print(1)")
         dying.restart()
@@ -237,10 +228,9 @@ def test_killed_kernel_and_uninterruptible_cell(tmp_path: Path) -> None:
         assert ex2.execute("'fresh'").status == "ok"
         pid = int(ex2.run_silent("import os; print(os.getpid())"))
         ex2.timeout = 30
-        t0 = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         r = ex2.execute("import time; time.sleep(10)")
-        assert r.status == "dead" and time.monotonic() - t0 < 5
+        assert r.status == "dead" and "died" in r.error_value  # noticed, not timed out
 
 
 def test_unknown_kernel_raises() -> None:

@@ -27,7 +27,7 @@ class InProcessExecutor:
         self.count = 0
         self.dead = False
 
-    def execute(self, source: str) -> CellResult:
+    def execute(self, source: str, cell_id: str = "") -> CellResult:
         if self.dead:
             return CellResult(status="dead")
         self.count += 1

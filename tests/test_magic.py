@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from jupyter_analyst.errors import InputError
-from jupyter_analyst.magic import check_variable, parse_line
+from jupyter_analyst.errors import InputError, MissingVariableError
+from jupyter_analyst.kernel import InProcessExecutor
+from jupyter_analyst.magic import parse_line
 from jupyter_analyst.notebook import META_KEY
+from jupyter_analyst.session import read_frame_facts
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -30,14 +33,19 @@ def test_parse_line() -> None:
             parse_line(bad)
 
 
-def test_check_variable() -> None:
+def test_every_shell_refuses_the_same_inputs(ipython_shell: Any) -> None:
+    """The magic checks with the session's own check, run in this shell's namespace."""
     import pandas as pd
 
-    ns = {"df": pd.DataFrame({"a": [1]}), "empty": pd.DataFrame(), "n": 3}
-    assert check_variable(ns, "df") is None
-    assert "not defined" in str(check_variable(ns, "nope"))
-    assert "not a pandas DataFrame" in str(check_variable(ns, "n"))
-    assert "empty" in str(check_variable(ns, "empty"))
+    ipython_shell.user_ns.update(df=pd.DataFrame({"a": [1]}), empty=pd.DataFrame(), n=3)
+    executor = InProcessExecutor(ipython_shell)
+    assert read_frame_facts(executor, "df")["rows"] == 1
+    with pytest.raises(MissingVariableError, match="name 'nope' is not defined"):
+        read_frame_facts(executor, "nope")
+    with pytest.raises(InputError, match="'n' is a int, not a pandas DataFrame"):
+        read_frame_facts(executor, "n")
+    with pytest.raises(InputError, match="'empty' is an empty DataFrame"):
+        read_frame_facts(executor, "empty")
 
 
 def test_magic_headless_writes_a_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

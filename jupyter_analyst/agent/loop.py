@@ -90,6 +90,10 @@ class AgentLoop:
         self.should_stop = should_stop or (lambda: False)
         self.messages: list[Message] = []
         self.finished: RunFinished | None = None
+        self.step = 0
+        """The step being worked on (0 before the first)."""
+        self._tally = _Tally()
+        self._start: float | None = None
 
     def run(self, task: str) -> Iterator[Event]:
         """Yield events until the run ends; the last one is always :class:`RunFinished`."""
@@ -97,38 +101,27 @@ class AgentLoop:
             {"role": "system", "content": self.system_prompt},
             {"role": "user", "content": task},
         ]
-        start = time.monotonic()
-        tally = _Tally()
-        step = 0
-
-        def finish(reason: StopReason, answer: str | None = None, detail: str = "") -> RunFinished:
-            self.finished = RunFinished(
-                reason=reason,
-                answer=answer,
-                steps=step,
-                tokens=tally.tokens,
-                seconds=round(time.monotonic() - start, 3),
-                errors=tally.errors,
-                errors_fixed=tally.fixed,
-                detail=detail,
-            )
-            return self.finished
+        self._start = time.monotonic()
+        self._tally = tally = _Tally()
+        self.step = 0
+        self.finished = None
 
         while True:
-            stop = self._budget_exceeded(step, tally.tokens, time.monotonic() - start)
+            stop = self._budget_exceeded(self.step, tally.tokens, time.monotonic() - self._start)
             if stop is None and self.should_stop():
                 stop = StopReason.STOPPED
             if stop is not None:
-                yield finish(stop)  # the reason says it all
+                yield self.finish(stop)  # the reason says it all
                 return
-            step += 1
+            self.step += 1
+            step = self.step
             yield StepStarted(step)
             t0 = time.monotonic()
             try:
                 fit_context(self.messages, self.context_chars)
                 turn = self.policy(self.messages, self.tools)
             except BackendError as exc:
-                yield finish(StopReason.MODEL_ERROR, detail=str(exc))
+                yield self.finish(StopReason.MODEL_ERROR, detail=str(exc))
                 return
             tally.tokens += turn.usage.total
             calls, problem = self._calls_of(turn)
@@ -141,8 +134,30 @@ class AgentLoop:
                 outcome = yield from self._act(step, call, tally)
                 if outcome is not None:
                     reason, answer, detail = outcome
-                    yield finish(reason, answer, detail)
+                    yield self.finish(reason, answer, detail)
                     return
+
+    def finish(self, reason: StopReason, answer: str | None = None, detail: str = "") -> RunFinished:
+        """The run's last record with what it really spent so far.
+
+        The loop calls it when it ends by itself; a caller whose run ends from outside
+        (Ctrl-C, a stop that could not wait for a model call) calls it too, so a stopped
+        run records its real steps, tokens, seconds and errors.
+        """
+        if self.finished is not None:
+            return self.finished
+        tally = self._tally
+        self.finished = RunFinished(
+            reason=reason,
+            answer=answer,
+            steps=self.step,
+            tokens=tally.tokens,
+            seconds=round(time.monotonic() - self._start, 3) if self._start is not None else 0.0,
+            errors=tally.errors,
+            errors_fixed=tally.fixed,
+            detail=detail,
+        )
+        return self.finished
 
     def _budget_exceeded(self, step: int, tokens: int, elapsed: float) -> StopReason | None:
         b = self.budget
@@ -184,7 +199,7 @@ class AgentLoop:
             self._tool_message(call, "ok: markdown cell added")
             return None
         yield CellAdded(step, cell_id, "code", value, "code")
-        result = self.executor.execute(value)
+        result = self.executor.execute(value, cell_id)
         text = observe(result, self.observation_limit)
         fixed = result.ok and tally.last_failed
         if result.ok:

@@ -105,9 +105,13 @@ class CellResult:
 
 @runtime_checkable
 class Executor(Protocol):
-    """Runs code somewhere a notebook would (a kernel) and reports what happened."""
+    """Runs code somewhere a notebook would (a kernel) and reports what happened.
 
-    def execute(self, code: str) -> CellResult: ...
+    ``cell_id`` names the notebook cell the code belongs to (the ``CellAdded`` that came
+    just before), so an executor that streams outputs knows where they go.
+    """
+
+    def execute(self, code: str, cell_id: str) -> CellResult: ...
 
 
 class StopReason(str, enum.Enum):
@@ -124,6 +128,39 @@ class StopReason(str, enum.Enum):
     @property
     def natural(self) -> bool:
         return self is StopReason.FINAL_ANSWER
+
+    @property
+    def why(self) -> str:
+        """Why the run ended without conclusions, as a clause for a note or a status line."""
+        return STOP_NOTES[self]
+
+
+STOP_NOTES: dict[StopReason, str] = {
+    StopReason.FINAL_ANSWER: "the analyst wrote its conclusions",
+    StopReason.MAX_STEPS: "the step budget ran out before the analyst wrote its conclusions",
+    StopReason.MAX_TOKENS: "the token budget ran out before the analyst wrote its conclusions",
+    StopReason.MAX_TIME: "the time budget ran out before the analyst wrote its conclusions",
+    StopReason.KERNEL_DIED: "the kernel died (out of memory, or the code ended the process)",
+    StopReason.MODEL_ERROR: "the model backend failed",
+    StopReason.STOPPED: "the run was stopped",
+}
+
+FAILED_NOTE = "the run failed"
+"""The clause for a run that failed in our own code or at its start (no stop reason)."""
+
+
+def stop_note(reason: StopReason | None, step: int, error: str = "") -> str:
+    """The markdown of the note cell that ends a run without conclusions.
+
+    One wording for every shell: a reader of the notebook sees why it ends here, at which
+    step, and the one-line error when there is one.
+    """
+    why = reason.why if reason is not None else FAILED_NOTE
+    note = f"*Run ended without conclusions: {why}"
+    note += f" at step {step}.*" if step else ".*"
+    if error:
+        note += f"\n\n`{' '.join(error.split())}`"
+    return note
 
 
 CellRole = Literal["header", "setup", "code", "markdown", "conclusions", "note"]

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .types import CellAdded, CellExecuted, Event, ModelReplied, RunFinished, StepStarted
+from .types import (
+    AssistantTurn,
+    CellAdded,
+    CellExecuted,
+    CellResult,
+    Event,
+    ModelReplied,
+    RunFinished,
+    StepStarted,
+    StopReason,
+    ToolCall,
+    Usage,
+)
 
 MAX_TEXT = 4000
 """Cap on free text in one wire event, so a runaway reply can't flood a websocket."""
@@ -74,3 +86,60 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "detail": event.detail,
         }
     raise TypeError(f"not a loop event: {event!r}")
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """The typed event of a dict :func:`event_to_dict` wrote (a record, a trajectory, a frame).
+
+    The wire form keeps no outputs, so a rebuilt ``CellExecuted`` has none; its figures
+    come back as that many bare figure facts, which is all a judge counts. Raises
+    ``ValueError`` on a dict that is not an event, so a corrupt record is loud.
+    """
+    kind = data.get("type")
+    try:
+        if kind == "step_started":
+            return StepStarted(int(data["step"]))
+        if kind == "model_replied":
+            turn = AssistantTurn(
+                content=data.get("content") or "",
+                reasoning=data.get("reasoning"),
+                usage=Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0)),
+            )
+            calls = [ToolCall(c["name"], {}, c["id"]) for c in data.get("calls") or []]
+            return ModelReplied(
+                int(data["step"]), turn, calls, float(data.get("seconds") or 0.0), data.get("problem") or ""
+            )
+        if kind == "cell_added":
+            return CellAdded(
+                int(data["step"]), data["cell_id"], data["cell_type"], data.get("source") or "", data["role"]
+            )
+        if kind == "cell_executed":
+            result = CellResult(
+                status=data["status"],
+                execution_count=data.get("execution_count"),
+                error_name=data.get("error_name") or "",
+                error_value=data.get("error_value") or "",
+                duration=float(data.get("duration") or 0.0),
+                facts=[{"type": "figure"} for _ in range(int(data.get("figures") or 0))],
+            )
+            return CellExecuted(
+                int(data["step"]),
+                data["cell_id"],
+                result,
+                data.get("observation") or "",
+                bool(data.get("fixed_error")),
+            )
+        if kind == "run_finished":
+            return RunFinished(
+                reason=StopReason(data["reason"]),
+                answer=data.get("answer"),
+                steps=int(data.get("steps") or 0),
+                tokens=int(data.get("tokens") or 0),
+                seconds=float(data.get("seconds") or 0.0),
+                errors=int(data.get("errors") or 0),
+                errors_fixed=int(data.get("errors_fixed") or 0),
+                detail=data.get("detail") or "",
+            )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a complete {kind} event: {exc}") from None
+    raise ValueError(f"not a loop event: {data!r:.200}")

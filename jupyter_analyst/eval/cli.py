@@ -20,7 +20,7 @@ from typing import Any
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``eval`` with the same model flags as ``run``."""
-    from ..cli import _add_model_options
+    from ..models.select import add_model_options
 
     p = sub.add_parser(
         "eval",
@@ -76,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--baseline", action="store_true", help="use the rule-based baseline analyst (no model)")
     p.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_model_options(p)
+    add_model_options(p)
 
 
 def _slug(args: argparse.Namespace) -> str:
@@ -97,39 +97,12 @@ def _slug(args: argparse.Namespace) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-") or "policy"
 
 
-def _patterns(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [p.strip() for v in values for p in v.split(",") if p.strip()]
-
-
-def load_tasks(args: argparse.Namespace) -> list[Any]:
-    """The tasks the suite/filter flags select (shared with ``collect``)."""
-    from ..errors import InputError
-    from .tasks import select_tasks
-
-    if args.suite == "dabench":
-        from .dabench import load_dabench
-
-        if not args.data_dir:
-            raise InputError("--suite dabench needs --data-dir (the folder with da-dev-questions.jsonl)")
-        tasks = load_dabench(args.data_dir)
-    else:
-        from .suite import builtin_tasks
-
-        tasks = builtin_tasks(materialise=False)
-    chosen = select_tasks(tasks, _patterns(args.tasks), args.kind, args.limit)
-    if not chosen:
-        raise InputError("no task matches the filters (see --list)")
-    return chosen
-
-
 def _print_summary(s: dict[str, Any], output: Path, out: Any) -> None:
-    from .report import LABELS, _pct
+    from .report import LABELS, pct
 
     print(f"{s['policy']}: {s['tasks']} tasks, wall time {s['wall_seconds']:.0f} s", file=out)
     for metric, rate in s["rates"].items():
-        print(f"  {LABELS[metric]:<28} {_pct(rate)}", file=out)
+        print(f"  {LABELS[metric]:<28} {pct(rate)}", file=out)
     print(f"report: {output / 'report.md'}", file=out)
 
 
@@ -160,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
     if action:
         raise InputError(f"unknown eval action {action[0]!r}; use 'report DIR' or 'compare DIR_A DIR_B'")
 
-    tasks = load_tasks(args)
+    from .catalog import load_tasks
+
+    tasks = load_tasks(args.suite, args.data_dir, args.tasks, args.kind, args.limit)
     if args.list:
         for t in tasks:
             print(f"{t.id:<34} {t.kind:<6} {t.dataset:<20} {t.question.splitlines()[0][:70]}")
@@ -170,12 +145,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--workers must be at least 1")
 
     from ..agent import Budget
-    from ..cli import _choice
-    from ..models.select import build_policy
+    from ..models.select import build_policy, choice_from_args
     from .harness import EvalConfig, run_suite
 
     output = args.output or Path(f"eval-{args.suite}-{_slug(args)}")
-    with build_policy(_choice(args)) as handle:  # type: ignore[arg-type]
+    with build_policy(choice_from_args(args)) as handle:
         print(
             f"jupyter-analyst eval: {len(tasks)} tasks with {handle.label}, "
             f"{args.workers} worker(s) -> {output}",

@@ -138,7 +138,7 @@ def run_task(
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     notebook = config.output / "notebooks" / f"{task.id}.ipynb"
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     record: dict[str, Any] = {
         "task_id": task.id,
         "task": task.summary(),
@@ -160,9 +160,6 @@ def run_task(
         record["expected"] = expected
         notebook.unlink(missing_ok=True)
 
-        def collect(event: Event) -> None:
-            events.append(event_to_dict(event))
-
         run_config = RunConfig(
             data=data,
             output=notebook,
@@ -170,7 +167,13 @@ def run_task(
             budget=config.budget,
             cell_timeout=config.cell_timeout,
         )
-        run_analysis(run_config, policy, on_event=collect, should_stop=stop.is_set if stop else None)
+        run_analysis(
+            run_config,
+            policy,
+            on_event=events.append,
+            should_stop=stop.is_set if stop else None,
+            label=config.policy_label or None,
+        )
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt
         verdict = judge_run(
@@ -181,7 +184,7 @@ def run_task(
         record["harness_error"] = "interrupted (Ctrl-C): the task runs again on resume"
     except Exception as exc:  # noqa: BLE001 - one broken task must not end the evaluation
         record["harness_error"] = f"{type(exc).__name__}: {exc}"
-    record["events"] = events
+    record["events"] = [event_to_dict(e) for e in events]
     record["wall_seconds"] = round(time.monotonic() - t0, 3)
     return record
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import nbformat
 
+from ..agent.types import CellExecuted, Event, RunFinished, StopReason
 from .answers import extract_answers, score_answer, score_dabench
 from .grounding import Evidence, check_grounding, output_texts
 from .tasks import EvalTask
@@ -152,20 +153,8 @@ class Verdict:
         return asdict(self)
 
 
-def _finished(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
-    for e in reversed(events):
-        if e.get("type") == "run_finished":
-            return e
-    return {
-        "reason": "missing",
-        "answer": None,
-        "steps": 0,
-        "tokens": 0,
-        "seconds": 0.0,
-        "errors": 0,
-        "errors_fixed": 0,
-        "detail": "the run produced no run_finished event",
-    }
+def _finished(events: Sequence[Event]) -> RunFinished | None:
+    return next((e for e in reversed(events) if isinstance(e, RunFinished)), None)
 
 
 def score_answers(
@@ -194,19 +183,25 @@ def score_answers(
 
 def judge_run(
     task: EvalTask,
-    events: Sequence[Mapping[str, Any]],
+    events: Sequence[Event],
     notebook: Path | None,
     expected: Mapping[str, Any] | None = None,
     *,
     rerun: bool = True,
     cell_timeout: float = 120.0,
 ) -> Verdict:
-    """Judge one finished run from its event dicts and its saved notebook."""
+    """Judge one finished run from its events and its saved notebook.
+
+    A stored record's event dicts go through ``agent.wire.event_from_dict`` first.
+    """
     fin = _finished(events)
-    natural = fin.get("reason") == "final_answer"
-    answer = fin.get("answer") if natural else None
-    executed = [e for e in events if e.get("type") == "cell_executed"]
-    figures = sum(int(e.get("figures") or 0) for e in executed)
+    stop_reason = fin.reason.value if fin is not None else "missing"
+    if fin is None:
+        fin = RunFinished(StopReason.STOPPED, None, 0, 0, 0.0, 0, 0, "the run produced no run_finished event")
+    natural = stop_reason == StopReason.FINAL_ANSWER.value
+    answer = fin.answer if natural else None
+    executed = [e for e in events if isinstance(e, CellExecuted)]
+    figures = sum(1 for e in executed for f in e.result.facts if f.get("type") == "figure")
 
     nb = None
     if notebook is not None and Path(notebook).exists():
@@ -222,7 +217,7 @@ def judge_run(
     reproducible = consistent = None
     rerun_errors: list[dict[str, Any]] = []
     rerun_seconds = 0.0
-    detail = str(fin.get("detail") or "")
+    detail = fin.detail
     if rerun and nb is not None and notebook is not None and not executed:
         reproducible = consistent = False  # only the setup cell: there is no analysis to reproduce
     elif rerun and nb is not None and notebook is not None:
@@ -249,15 +244,15 @@ def judge_run(
     return Verdict(
         task_id=task.id,
         kind=task.kind,
-        stop_reason=str(fin.get("reason")),
+        stop_reason=stop_reason,
         natural=natural,
-        steps=int(fin.get("steps") or 0),
-        tokens=int(fin.get("tokens") or 0),
-        seconds=float(fin.get("seconds") or 0.0),
-        errors=int(fin.get("errors") or 0),
-        errors_fixed=int(fin.get("errors_fixed") or 0),
+        steps=fin.steps,
+        tokens=fin.tokens,
+        seconds=fin.seconds,
+        errors=fin.errors,
+        errors_fixed=fin.errors_fixed,
         cells=len(executed),
-        cells_ok=sum(1 for e in executed if e.get("status") == "ok"),
+        cells_ok=sum(1 for e in executed if e.result.ok),
         figures=figures,
         has_figures=figures > 0,
         reproducible=reproducible,

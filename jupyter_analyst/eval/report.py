@@ -112,7 +112,7 @@ def summarize(records: list[dict[str, Any]], info: dict[str, Any] | None = None)
     return summary
 
 
-def _pct(rate: dict[str, Any]) -> str:
+def pct(rate: dict[str, Any]) -> str:
     return "n/a" if rate.get("rate") is None else f"{rate['rate'] * 100:.1f}% ({rate['n']}/{rate['of']})"
 
 
@@ -135,16 +135,16 @@ def render_markdown(s: dict[str, Any], plots: dict[str, str] | None = None) -> s
     for metric in METRICS:
         by = s["rates_by_kind"]
         lines.append(
-            f"| {LABELS[metric]} | {_pct(s['rates'][metric])} | {_pct(by['open'][metric])} | "
-            f"{_pct(by['closed'][metric])} |"
+            f"| {LABELS[metric]} | {pct(s['rates'][metric])} | {pct(by['open'][metric])} | "
+            f"{pct(by['closed'][metric])} |"
         )
     lines += [
         "",
-        f"- Sub-answers correct: {_pct(s['sub_answers'])}",
+        f"- Sub-answers correct: {pct(s['sub_answers'])}",
         f"- Mean steps {s['mean_steps']}, mean tokens {s['mean_tokens']}, "
         f"mean run time {s['mean_run_seconds']} s, "
         f"mean time per task incl. judging {s['mean_task_wall_seconds']} s",
-        f"- Code cells that ran: {_pct(s['cells_ok'])}; "
+        f"- Code cells that ran: {pct(s['cells_ok'])}; "
         f"errors made {s['errors_made']}, fixed {s['errors_fixed']}",
         f"- Stop reasons: {', '.join(f'{k} {v}' for k, v in sorted(s['stop_reasons'].items()))}",
     ]
@@ -202,7 +202,7 @@ def plot_rates(series: dict[str, dict[str, dict[str, Any]]], path: Path, title: 
             ax.text(
                 bar.get_width() + 1,
                 bar.get_y() + bar.get_height() / 2,
-                _pct(rates[m]),
+                pct(rates[m]),
                 va="center",
                 fontsize=8,
             )
@@ -287,7 +287,7 @@ def compare(dir_a: Path, dir_b: Path, out: Path | None = None) -> dict[str, Any]
     for m in METRICS:
         ra, rb = a["rates"][m]["rate"], b["rates"][m]["rate"]
         delta = f"{(rb - ra) * 100:+.1f} pts" if ra is not None and rb is not None else "n/a"
-        lines.append(f"| {LABELS[m]} | {_pct(a['rates'][m])} | {_pct(b['rates'][m])} | {delta} |")
+        lines.append(f"| {LABELS[m]} | {pct(a['rates'][m])} | {pct(b['rates'][m])} | {delta} |")
     lines += [
         "",
         f"Mean steps A {a['mean_steps']} / B {b['mean_steps']}; mean tokens A {a['mean_tokens']} / "

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..errors import InputError, KernelError, MissingVariableError
+
 FIGURE_MIME = "application/vnd.jupyter-analyst.figure+json"
 FRAME_MIME = "application/vnd.jupyter-analyst.frame+json"
 FACTS_MIMES: dict[str, str] = {FIGURE_MIME: "figure", FRAME_MIME: "frame"}
@@ -132,16 +134,17 @@ def __jupyter_analyst_frame_facts(name):
     from IPython import get_ipython
     ns = get_ipython().user_ns
     if name not in ns:
-        print(json.dumps({"error": "name %r is not defined in the kernel" % name}))
+        print(json.dumps({"error": "name %r is not defined" % name, "kind": "missing"}))
         return
     df = ns[name]
     try:
         import pandas as pd
     except ImportError:
-        print(json.dumps({"error": "pandas is not installed in the kernel"}))
+        print(json.dumps({"error": "pandas is not installed in the kernel", "kind": "input"}))
         return
     if not isinstance(df, pd.DataFrame):
-        print(json.dumps({"error": "%r is a %s, not a pandas DataFrame" % (name, type(df).__name__)}))
+        print(json.dumps({"error": "%r is a %s, not a pandas DataFrame" % (name, type(df).__name__),
+                          "kind": "input"}))
         return
     rows, ncols = df.shape
     sample = df if rows <= 100_000 else df.sample(100_000, random_state=0)
@@ -246,11 +249,10 @@ def frame_facts_code(var: str) -> str:
 def parse_facts(stdout: str) -> dict[str, Any]:
     """Parse the JSON line printed by :func:`frame_facts_code` (the last JSON object line).
 
-    Raises ``KernelError`` carrying the kernel-side message when the code reported an
-    error (undefined name, not a DataFrame) or printed nothing usable.
+    A name that is not defined raises ``MissingVariableError``, a value that is not a
+    DataFrame ``InputError`` (both the user's to fix); code that failed or printed nothing
+    usable raises ``KernelError`` (ours).
     """
-    from jupyter_analyst.kernel.executor import KernelError  # late: executor imports this module
-
     for line in reversed(stdout.splitlines()):
         line = line.strip()
         if not line.startswith("{"):
@@ -261,6 +263,24 @@ def parse_facts(stdout: str) -> dict[str, Any]:
             continue
         if isinstance(data, dict):
             if "error" in data:
-                raise KernelError(str(data["error"]))
+                kind = data.get("kind")
+                error = MissingVariableError if kind == "missing" else InputError if kind else KernelError
+                raise error(str(data["error"]))
             return data
     raise KernelError(f"no facts in kernel output: {stdout[-300:]!r}")
+
+
+TEARDOWN_CODE = r"""
+def __jupyter_analyst_teardown():
+    from IPython import get_ipython
+    formatters = get_ipython().display_formatter.formatters
+    for mime in ("application/vnd.jupyter-analyst.figure+json", "application/vnd.jupyter-analyst.frame+json"):
+        formatters.pop(mime, None)
+
+try:
+    __jupyter_analyst_teardown()
+finally:
+    del __jupyter_analyst_teardown
+"""
+"""Removes the facts formatters ``SETUP_CODE`` installed, so the user's own later cells
+don't save the private facts mime types into their notebook (kernels we don't own)."""

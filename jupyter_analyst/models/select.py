@@ -6,6 +6,7 @@ One place decides, so the CLI, the magic, evaluation and the server extension al
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,39 @@ class PolicyHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model flags every command that drives the analyst shares (run, serve, eval, collect)."""
+    g = parser.add_argument_group("model (default: the best that can serve on this machine)")
+    g.add_argument("--profile", help="a named profile (see `jupyter analyst models`)")
+    g.add_argument(
+        "--model",
+        help="base model: Hugging Face id or local folder (or the served model name with --base-url)",
+    )
+    g.add_argument("--adapter", help="LoRA adapter: Hugging Face id or local folder")
+    g.add_argument("--quantization", choices=["4bit", "8bit", "none", "auto"], help="how to load --model")
+    g.add_argument("--device", choices=["auto", "cuda", "cpu"], help="where to load --model")
+    g.add_argument("--base-url", help="an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio)")
+    g.add_argument("--api-key", help="API key for --base-url (default: $OPENAI_API_KEY)")
+    g.add_argument("--temperature", type=float, help="sampling temperature")
+    g.add_argument("--max-new-tokens", type=int, help="tokens per model reply")
+
+
+def choice_from_args(args: argparse.Namespace) -> PolicyChoice:
+    """The ``PolicyChoice`` of parsed ``add_model_options`` flags (plus ``--baseline``/``--replay``)."""
+    return PolicyChoice(
+        profile="baseline" if getattr(args, "baseline", False) else args.profile,
+        model=args.model,
+        adapter=args.adapter,
+        quantization=args.quantization,
+        device=args.device,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        replay=getattr(args, "replay", None),
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+    )
 
 
 def _baseline() -> PolicyHandle:

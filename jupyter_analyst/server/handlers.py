@@ -20,9 +20,8 @@ from jupyter_server.base.websocket import WebSocketMixin
 from pydantic import BaseModel, ValidationError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from ..errors import AnalystError
-from ..kernel.executor import KernelError
-from .kernelio import LIST_FRAMES_CODE, KernelLink, kernel_busy, normalize_path, session_kernel_id
+from ..errors import AnalystError, KernelError
+from .kernelio import LIST_FRAMES_CODE, kernel_busy, managed_executor, normalize_path, session_kernel_id
 from .runs import ApiError, Run, RunManager
 from .schema import DataFrameInfo, DataFramesReply, RunRequest
 
@@ -83,16 +82,23 @@ class DataFramesHandler(_Base):
         kernel_manager = self.settings["kernel_manager"]
         if kernel_busy(kernel_manager, kernel_id):
             raise _error(409, f"the kernel of {path} is busy running a cell; try again when it is idle")
-        link = KernelLink(kernel_manager, kernel_id)
+        loop = asyncio.get_running_loop()
+        timeout = self.extension.check_timeout
+        executor = managed_executor(self.serverapp, kernel_id, loop, timeout=timeout, startup_timeout=timeout)
+
+        def list_frames() -> str:  # off the loop: the executor blocks
+            try:
+                executor.open(timeout)
+                return executor.run_silent(LIST_FRAMES_CODE, timeout)
+            finally:
+                executor.close()
+
         try:
-            await link.open(self.extension.check_timeout)
-            out = await link.run_silent(LIST_FRAMES_CODE, timeout=self.extension.check_timeout)
+            out = await loop.run_in_executor(None, list_frames)
         except KernelError as exc:
             busy = exc.ename in ("CellTimeoutError", "NoReply")
             status = 409 if busy else 404 if exc.ename == "DeadKernelError" else 500
             raise _error(status, str(exc)) from None
-        finally:
-            link.close()
         line = next((x for x in reversed(out.splitlines()) if x.startswith("[")), "[]")
         frames = [DataFrameInfo(**item) for item in json.loads(line)]
         self.reply(DataFramesReply(path=path, kernel_id=kernel_id, dataframes=frames))
@@ -164,7 +170,8 @@ class StopHandler(_Base):
     @tornado.web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        """Interrupt the kernel and end the run within ~2 s, with a note cell saying so.
+        """End the run within ~2 s, with a note cell saying so; an agent cell that is
+        executing is interrupted, a cell of the user's never is.
 
         Status: 202 RunStatus (normally already ``stopped``); 401/403 not
         authenticated/authorized; 404 unknown run; 409 the run already ended.

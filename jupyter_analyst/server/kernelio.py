@@ -1,19 +1,19 @@
-"""Talk to a notebook's own kernel (the one the Jupyter server manages) from the server.
+"""Find a notebook's own kernel (the one the Jupyter server manages) and reach it.
 
 The run and the DataFrame listing must not disturb the user's session: helper code runs
 with ``silent=True, store_history=False`` (no execution count, no history, no
 ``execute_input`` broadcast) and wraps its work in a function that deletes itself, so
-the user's namespace gains no names. Only the agent's own cells run non-silently.
+the user's namespace gains no names. Only the agent's own cells run non-silently. The
+executor itself is the family's ``kernel.ManagedKernelExecutor``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
-import time
+import concurrent.futures
 from typing import Any
 
-from ..kernel.executor import KernelError
+from ..kernel import ManagedKernelExecutor
 
 LIST_FRAMES_CODE = r"""
 def __jupyter_analyst_list_frames():
@@ -40,21 +40,6 @@ finally:
 """
 """Prints one JSON list of DataFrameInfo dicts; leaves the namespace as it found it."""
 
-TEARDOWN_CODE = r"""
-def __jupyter_analyst_teardown():
-    from IPython import get_ipython
-    formatters = get_ipython().display_formatter.formatters
-    for mime in ("application/vnd.jupyter-analyst.figure+json", "application/vnd.jupyter-analyst.frame+json"):
-        formatters.pop(mime, None)
-
-try:
-    __jupyter_analyst_teardown()
-finally:
-    del __jupyter_analyst_teardown
-"""
-"""Removes the facts formatters ``SETUP_CODE`` installed, so the user's own later cells
-don't save the private facts mime types into their notebook."""
-
 
 def normalize_path(path: str) -> str:
     """API paths compare without leading/trailing slashes."""
@@ -73,123 +58,54 @@ async def session_kernel_id(serverapp: Any, path: str) -> str | None:
     return None
 
 
-def own_session(session: Any) -> Any:
-    """A session with the kernel's key but a fresh id.
+def managed_executor(
+    serverapp: Any,
+    kernel_id: str,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    timeout: float = 120.0,
+    startup_timeout: float = 60.0,
+    interrupt_grace: float = 10.0,
+    max_output_bytes: int = 1_000_000,
+) -> ManagedKernelExecutor:
+    """An executor on the kernel ``kernel_id`` of this server, for use off the server loop.
 
-    ``km.client()`` reuses the manager's session, and the session id is the ZMQ identity of
-    the client's shell socket: two such clients open at once (a run and a DataFrame
-    listing, say) share one identity, and the kernel's replies go to whichever connected
-    last. A fresh id per client keeps every reply with its sender.
+    Its client connects with the kernel's own connection info (a fresh session id, so the
+    kernel's replies come back to it and the browser's connection is unaffected); the
+    liveness check and the interrupt go through the server's kernel manager on ``loop``.
     """
-    from jupyter_client.session import Session
+    kernels = serverapp.kernel_manager
+    km = kernels.get_kernel(kernel_id)
 
-    return Session(key=session.key, signature_scheme=session.signature_scheme, username=session.username)
+    async def alive() -> bool:
+        return bool(await km.is_alive())
 
-
-class KernelLink:
-    """An async client on a server-managed kernel, opened for one job and closed after.
-
-    A separate client (its own session id) sees replies to its own requests only, so the
-    browser's connection to the same kernel is unaffected.
-    """
-
-    def __init__(self, kernel_manager: Any, kernel_id: str) -> None:
-        self.kernel_manager = kernel_manager
-        self.kernel_id = kernel_id
-        self.km: Any = kernel_manager.get_kernel(kernel_id)
-        self.kc: Any = None
-
-    async def open(self, timeout: float = 30.0) -> KernelLink:
-        """Start the channels and wait until iopub delivers (no lost first outputs)."""
-        kc = self.km.client(session=own_session(self.km.session))
-        kc.start_channels()
+    async def interrupt() -> None:
         try:
-            await kc.wait_for_ready(timeout=timeout)
-        except Exception as exc:
-            kc.stop_channels()
-            raise KernelError(f"the notebook's kernel did not answer: {exc}", ename="NoReply") from exc
-        self.kc = kc
-        return self
+            await kernels.interrupt_kernel(kernel_id)
+        except Exception:
+            pass  # a dead kernel: the liveness check reports it
 
-    def close(self) -> None:
-        if self.kc is not None:
-            try:
-                self.kc.stop_channels()
-            except Exception:
-                pass
-            self.kc = None
-
-    async def alive(self) -> bool:
+    def is_alive() -> bool:
         try:
-            return bool(await self.km.is_alive())
+            return asyncio.run_coroutine_threadsafe(alive(), loop).result(timeout=10)
+        except concurrent.futures.TimeoutError:
+            return True  # a busy server loop is not a dead kernel
         except Exception:
             return False
 
-    async def interrupt(self) -> None:
-        """Interrupt through the kernel manager (a signal or an interrupt request)."""
-        try:
-            await self.kernel_manager.interrupt_kernel(self.kernel_id)
-        except Exception:
-            pass
+    def request_interrupt() -> None:
+        asyncio.run_coroutine_threadsafe(interrupt(), loop)  # never wait: the loop may be the caller's
 
-    async def reply(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
-        """The shell reply to ``msg_id`` within ``timeout`` seconds (other replies dropped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                msg = await self.kc.get_shell_msg(timeout=left)
-            except (asyncio.TimeoutError, TimeoutError, Exception):
-                return None
-            if msg.get("parent_header", {}).get("msg_id") == msg_id:
-                content: dict[str, Any] = msg["content"]
-                return content
-
-    async def run_silent(self, code: str, timeout: float = 30.0) -> str:
-        """Run helper code invisibly and return its stdout.
-
-        Raises ``KernelError`` when it fails, times out or the kernel dies: helper code
-        is ours, so its failures are reported, never shown to the model.
-        """
-        assert self.kc is not None, "open() first"
-        msg_id = self.kc.execute(
-            code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False
-        )
-        chunks: list[str] = []
-        error: dict[str, Any] | None = None
-        deadline = time.monotonic() + timeout
-        while True:
-            if time.monotonic() >= deadline:
-                raise KernelError(
-                    f"the kernel did not finish helper code within {timeout:g}s (is it busy?)",
-                    ename="CellTimeoutError",
-                )
-            try:
-                msg = await self.kc.get_iopub_msg(timeout=0.2)
-            except Exception as exc:
-                if not await self.alive():
-                    raise KernelError("the kernel died", ename="DeadKernelError") from None
-                if not isinstance(exc, queue.Empty):
-                    await asyncio.sleep(0.2)  # closed channels: don't spin
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream" and content.get("name") == "stdout":
-                chunks.append(content.get("text", ""))
-            elif kind == "error":
-                error = content
-            elif kind == "status" and content.get("execution_state") == "idle":
-                break
-        if error is None:
-            reply = await self.reply(msg_id, 2.0) or {}
-            error = reply if reply.get("status") == "error" else None
-        if error:
-            ename, evalue = str(error.get("ename", "")), str(error.get("evalue", ""))
-            raise KernelError(f"helper code failed: {ename}: {evalue}", ename=ename, evalue=evalue)
-        return "".join(chunks)
+    return ManagedKernelExecutor(
+        km.get_connection_info(),
+        is_alive=is_alive,
+        interrupt=request_interrupt,
+        timeout=timeout,
+        startup_timeout=startup_timeout,
+        interrupt_grace=interrupt_grace,
+        max_output_bytes=max_output_bytes,
+    )
 
 
 def kernel_busy(kernel_manager: Any, kernel_id: str) -> bool:

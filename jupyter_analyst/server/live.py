@@ -1,16 +1,17 @@
-"""The agent's hands in a live notebook: cells in the shared Y document, code in its kernel.
+"""The live-document sink: a run's cells in the notebook's shared Y document.
 
 ``LiveDocument`` writes the run's cells into the notebook's collaborative document
 (jupyter-collaboration), which every open browser tab shows within a fraction of a
 second and the room saves to disk; it is opened server-side (``create=True``), so a run
-survives a closed tab. ``LiveExecutor`` satisfies ``agent.types.Executor``: the loop calls
-it synchronously from its worker thread, and every kernel and Y operation is marshalled
-onto the server's event loop, where pycrdt documents and kernel clients live.
+survives a closed tab. It lives on the server's event loop, where pycrdt documents live;
+``LiveSink`` is the session's ``NotebookSink`` for the run's worker thread and marshals
+every event (and the outputs of a running cell) onto that loop, in order.
 
 Rules from design.md §4: the agent only touches cells carrying its metadata; if the user
 edited one of them since the agent wrote it (source hash differs), the agent leaves it
-alone and appends a fresh copy instead; streamed text is appended in place; the execution
-count is set only at the end; execution states are ``running``/``idle``.
+alone and continues in a fresh copy appended after it; streamed text is appended in
+place; the execution count is set only at the end; execution states are
+``running``/``idle``.
 """
 
 from __future__ import annotations
@@ -18,22 +19,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import queue
-import time
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pycrdt import Map, Text
 
-from ..agent.observe import strip_ansi
-from ..agent.types import CellResult, CellRole
-from ..kernel.executor import _Outputs
+from ..agent.types import CellAdded, CellExecuted, CellRole, Event
 from ..notebook.writer import META_KEY, RAISES_TAG, agent_metadata
-from .kernelio import KernelLink
-
-_POLL = 0.1
-"""Seconds per iopub wait: bounds how late a deadline, a stop or a death is noticed."""
 
 
 def source_hash(text: str) -> str:
@@ -65,6 +58,13 @@ class LiveDocument:
         self.hashes: dict[str, str] = {}
         """Source hash of each agent cell as the agent wrote it."""
         self.cell_ids: list[str] = []
+        """Every cell the run put into the document, in order."""
+        self.ids: dict[str, str] = {}
+        """The loop's cell id -> the document's (they differ after a clash or a user edit)."""
+        self._code: dict[str, str] = {}
+        self._mirrors: dict[str, _Mirror] = {}
+        self.lock = asyncio.Lock()
+        """Serialises changes, so they apply in the order the run made them."""
 
     async def document(self) -> Any:
         """The room's own document (``copy=False``: a fork's edits would go nowhere)."""
@@ -160,9 +160,101 @@ class LiveDocument:
         except Exception:
             pass  # the room's autosave still writes the file after its delay
 
+    # -- the run's events (server loop; callers hold ``lock``) ----------------------------
+    def doc_id(self, loop_id: str) -> str:
+        """Where the loop's cell is in the document now (after moves)."""
+        return self.ids.get(loop_id, loop_id)
+
+    async def apply(self, event: Event) -> None:
+        """Put one loop event into the document."""
+        if isinstance(event, CellAdded):
+            doc_id, ycell = await self.insert(
+                event.cell_type, event.source, event.role, event.step, event.cell_id
+            )
+            self.ids[event.cell_id] = doc_id
+            if event.cell_type == "code":
+                self._code[event.cell_id] = event.source
+                self._mirrors[event.cell_id] = _Mirror()
+                ycell["execution_state"] = "running"  # the loop executes it next
+        elif isinstance(event, CellExecuted) and event.cell_id in self._code:
+            result = event.result
+            ycell = await self._target(event.cell_id)
+            self._mirrors[event.cell_id].sync(ycell, result.outputs)
+            ycell["execution_count"] = result.execution_count  # last: setting it resets the [*] prompt
+            ycell["execution_state"] = "idle"
+            self.set_status(
+                ycell, self.ids[event.cell_id], status=result.status, seconds=round(result.duration, 3)
+            )
+
+    async def show(self, loop_id: str, outputs: list[dict[str, Any]]) -> None:
+        """Outputs of a cell still running, as far as they came."""
+        if loop_id in self._code:
+            self._mirrors[loop_id].sync(await self._target(loop_id), outputs)
+
+    async def _target(self, loop_id: str) -> Any:
+        """The Y cell a code cell's outputs go to: the agent's own, or, when the user edited
+        or deleted it, a fresh copy after it (the edited cell stays as the user left it)."""
+        doc_id = self.ids[loop_id]
+        ynb = await self.document()
+        ycell = self.find(ynb, doc_id)
+        if ycell is not None and not self.user_changed(ycell, doc_id):
+            return ycell
+        meta: dict[str, Any] = {}
+        if ycell is not None:
+            meta = (ycell["metadata"].to_py() or {}).get(META_KEY, {})
+            ycell["execution_state"] = "idle"  # the user's cell now; never leave it at [*]
+        step, role = int(meta.get("step", 0)), meta.get("role", "code")
+        new_id, new_cell = await self.insert(
+            "code", self._code[loop_id], role, step, after=doc_id if ycell is not None else None
+        )
+        self.ids[loop_id] = new_id
+        self._mirrors[loop_id] = _Mirror()
+        new_cell["execution_state"] = "running"
+        return new_cell
+
+
+class LiveSink:
+    """The session's ``NotebookSink`` on a run's worker thread: every change is marshalled
+    onto the server loop in the order the run made it.
+
+    Events wait until the document has them (a UI told of a cell finds it); outputs of a
+    running cell don't: the latest of each cell is applied as soon as the loop is free,
+    so a print flood costs the loop one update at a time, not one per message.
+    """
+
+    def __init__(self, document: LiveDocument, loop: asyncio.AbstractEventLoop) -> None:
+        self.document = document
+        self.loop = loop
+        self._latest: dict[str, list[dict[str, Any]]] = {}
+        self._mutex = threading.Lock()
+
+    def handle(self, event: Event) -> None:
+        asyncio.run_coroutine_threadsafe(self._apply(event), self.loop).result()
+
+    def show_outputs(self, cell_id: str, outputs: list[dict[str, Any]]) -> None:
+        with self._mutex:
+            first = cell_id not in self._latest
+            self._latest[cell_id] = outputs
+        if first:
+            asyncio.run_coroutine_threadsafe(self._show(cell_id), self.loop)
+
+    async def _apply(self, event: Event) -> None:
+        async with self.document.lock:
+            if isinstance(event, CellExecuted):
+                with self._mutex:
+                    self._latest.pop(event.cell_id, None)  # the final outputs supersede them
+            await self.document.apply(event)
+
+    async def _show(self, cell_id: str) -> None:
+        async with self.document.lock:
+            with self._mutex:
+                outputs = self._latest.pop(cell_id, None)
+            if outputs is not None:
+                await self.document.show(cell_id, outputs)
+
 
 class _Mirror:
-    """Keeps a Y cell's outputs equal to an ``_Outputs`` accumulator, incrementally."""
+    """Keeps a Y cell's outputs equal to a list of nbformat outputs, incrementally."""
 
     def __init__(self) -> None:
         self.synced: list[tuple[str, Any]] = []
@@ -193,203 +285,3 @@ class _Mirror:
             elif id(out.get("data")) != mark:  # update_display_data replaced the bundle
                 youts[i] = _youtput(out)
                 self.synced[i] = (kind, id(out.get("data")))
-
-
-class LiveExecutor:
-    """Runs the agent's code cells in the notebook's kernel, outputs into the Y cells.
-
-    ``current`` names the cell the next ``execute`` fills; the run sets it when the loop
-    announces a code cell (``CellAdded`` always precedes the matching ``execute``).
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        document: LiveDocument,
-        link: KernelLink,
-        *,
-        timeout: float = 120.0,
-        interrupt_grace: float = 10.0,
-        max_output_bytes: int = 1_000_000,
-        max_single_output_bytes: int = 10_000_000,
-        stopping: Callable[[], bool] = lambda: False,
-        on_moved: Callable[[str, str], None] = lambda old, new: None,
-        setup: Awaitable[Any] | None = None,
-    ) -> None:
-        """``setup``: silent kernel preparation still running; awaited before the first cell."""
-        self.loop = loop
-        self.document = document
-        self.link = link
-        self.timeout = timeout
-        self.interrupt_grace = interrupt_grace
-        self.max_output_bytes = max_output_bytes
-        self.max_single_output_bytes = max_single_output_bytes
-        self.stopping = stopping
-        self.on_moved = on_moved
-        self.current: str | None = None
-        self.setup = setup
-        self.died = False
-        self._callbacks_on = False
-
-    # -- kernel death ------------------------------------------------------------------
-    def _restarted(self) -> None:
-        self.died = True  # an auto-restarted kernel lost every variable: the run can't go on
-
-    def watch(self) -> None:
-        """Notice the kernel dying (and the server restarting it) while the run lasts."""
-        km = self.link.km
-        for event in ("restart", "dead"):
-            km.add_restart_callback(self._restarted, event)
-        self._callbacks_on = True
-
-    def unwatch(self) -> None:
-        if self._callbacks_on:
-            for event in ("restart", "dead"):
-                try:
-                    self.link.km.remove_restart_callback(self._restarted, event)
-                except Exception:
-                    pass
-            self._callbacks_on = False
-
-    # -- Executor protocol -------------------------------------------------------------
-    def execute(self, code: str) -> CellResult:
-        """Blocking entry point for the loop's worker thread."""
-        return asyncio.run_coroutine_threadsafe(self.aexecute(code), self.loop).result()
-
-    async def _cell(self, code: str) -> tuple[str, Any]:
-        """The Y cell to fill: ours as written, or a fresh copy when the user changed it."""
-        ynb = await self.document.document()
-        cell_id = self.current
-        ycell = self.document.find(ynb, cell_id) if cell_id else None
-        if ycell is not None and cell_id is not None and not self.document.user_changed(ycell, cell_id):
-            return cell_id, ycell
-        return await self._move(cell_id, code)
-
-    async def _move(self, old: str | None, code: str) -> tuple[str, Any]:
-        """Append a copy of the agent's cell after ``old`` (left as the user made it)."""
-        ynb = await self.document.document()
-        meta = {}
-        ycell = self.document.find(ynb, old) if old else None
-        if ycell is not None:
-            meta = (ycell["metadata"].to_py() or {}).get(META_KEY, {})
-        step, role = int(meta.get("step", 0)), meta.get("role", "code")
-        after = old if ycell is not None else None
-        new_id, new_cell = await self.document.insert("code", code, role, step, after=after)
-        if old is not None:
-            self.on_moved(old, new_id)
-        self.current = new_id
-        return new_id, new_cell
-
-    async def aexecute(self, code: str) -> CellResult:
-        """Run ``code`` as the current cell; stream its outputs into the document."""
-        if self.stopping():  # never start a cell once the run is being stopped
-            return CellResult(
-                status="error", error_name="KeyboardInterrupt", error_value="the run was stopped"
-            )
-        if self.setup is not None:
-            setup, self.setup = self.setup, None
-            await setup  # a failure here is ours: it raises and fails the run
-        if self.died or not await self.link.alive():
-            self.died = True
-            return CellResult(
-                status="dead",
-                error_name="DeadKernelError",
-                error_value="the notebook's kernel is dead or was restarted; all variables are lost",
-            )
-        cell_id, ycell = await self._cell(code)
-        acc = _Outputs(self.max_output_bytes, self.max_single_output_bytes)
-        mirror = _Mirror()
-        ycell["outputs"].clear()
-        ycell["execution_state"] = "running"
-
-        def sync() -> None:
-            nonlocal cell_id, ycell
-            acc._flush_stream()
-            if self.document.user_changed(ycell, cell_id):
-                raise _Moved
-            mirror.sync(ycell, acc.outputs)
-
-        started = time.monotonic()
-        msg_id = self.link.kc.execute(
-            code, silent=False, store_history=True, allow_stdin=False, stop_on_error=False
-        )
-        timed_out = stopped = False
-        interrupted_at: float | None = None
-        last_alive = started
-        idle = False
-        while True:
-            now = time.monotonic()
-            if interrupted_at is None and now - started >= self.timeout:
-                timed_out, interrupted_at = True, now
-                await self.link.interrupt()
-            elif interrupted_at is None and self.stopping():
-                stopped, interrupted_at = True, now  # the stop already interrupted the kernel
-            elif interrupted_at is not None and now - interrupted_at >= (
-                1.5 if stopped else self.interrupt_grace
-            ):
-                break  # the kernel ignores the interrupt; leave it, report what we have
-            if self.died or (now - last_alive >= 0.5 and not await self.link.alive()):
-                self.died = True
-                break
-            if now - last_alive >= 0.5:
-                last_alive = now
-            try:
-                msg = await self.link.kc.get_iopub_msg(timeout=_POLL)
-            except queue.Empty:
-                continue
-            except Exception:  # channels closed under us (the run was ended): don't spin
-                await asyncio.sleep(_POLL)
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "status":
-                if msg["content"].get("execution_state") == "idle":
-                    idle = True
-                    break
-                continue
-            acc.handle(msg)
-            try:
-                sync()
-            except _Moved:
-                cell_id, ycell = await self._move(cell_id, code)
-                mirror.reset()
-                ycell["execution_state"] = "running"
-                mirror.sync(ycell, acc.outputs)
-        reply = (await self.link.reply(msg_id, 2.0) if idle else None) or {}
-        outputs, truncated = acc.finish()
-        if self.document.user_changed(ycell, cell_id):
-            cell_id, ycell = await self._move(cell_id, code)
-            mirror.reset()
-        mirror.sync(ycell, outputs)
-        count = reply.get("execution_count", acc.execution_count)
-        result = CellResult(
-            status="ok",
-            outputs=outputs,
-            execution_count=count,
-            duration=time.monotonic() - started,
-            truncated=truncated,
-            facts=acc.facts,
-        )
-        error = acc.error or (reply if reply.get("status") == "error" else None)
-        if error:
-            result.status = "error"
-            result.error_name = str(error.get("ename", ""))
-            result.error_value = str(error.get("evalue", ""))
-            result.traceback = [strip_ansi(line) for line in error.get("traceback", [])]
-        if self.died:
-            result.status, result.error_name = "dead", "DeadKernelError"
-            result.error_value = "the kernel died while running this cell; all variables are lost"
-        elif timed_out:
-            result.status, result.error_name = "timeout", "CellTimeoutError"
-            result.error_value = f"cell exceeded {self.timeout:g}s and was interrupted"
-        elif stopped and not idle:
-            result.status, result.error_name = "error", "KeyboardInterrupt"
-            result.error_value = "the run was stopped"
-        ycell["execution_count"] = count  # last: setting it resets the [*] prompt
-        ycell["execution_state"] = "idle"
-        self.document.set_status(ycell, cell_id, status=result.status, seconds=round(result.duration, 3))
-        return result
-
-
-class _Moved(Exception):
-    """The user edited the cell being filled: continue in a fresh copy."""

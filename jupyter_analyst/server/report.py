@@ -15,18 +15,10 @@ from typing import Any, cast
 
 import nbformat
 
-from ..agent.types import Policy
 from ..notebook.writer import META_KEY, TAG
-from ..runner import RunConfig, header_source
-from .runs import ApiError, Run, _maybe_await
+from ..session import render_header
+from .runs import ApiError, Run, maybe_await
 from .schema import ExportReply
-
-
-class _Named:
-    """Just enough of a Policy for ``header_source``: its ``name``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
 
 
 def report_path(notebook_path: str) -> str:
@@ -49,7 +41,7 @@ async def current_notebook(serverapp: Any, path: str) -> dict[str, Any]:
         if doc is not None:
             content: dict[str, Any] = await doc.aget()
             return content
-    model = await _maybe_await(serverapp.contents_manager.get(path, content=True, type="notebook"))
+    model = await maybe_await(serverapp.contents_manager.get(path, content=True, type="notebook"))
     return cast(dict[str, Any], model["content"])
 
 
@@ -57,9 +49,7 @@ def build_report(run: Run, content: dict[str, Any]) -> nbformat.NotebookNode:
     """Header + the run's cells (outputs kept) as a new, valid notebook."""
     nb = nbformat.from_dict(content)
     cells = [c for c in nb.cells if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id]
-    facts = run.facts or {"rows": "?", "cols": "?"}
-    config = RunConfig(data=Path(run.variable), output=Path(run.path), question=run.question)
-    header = header_source(config, cast(Policy, _Named(run.policy)), facts, run.run_id)
+    header = render_header(run.variable, run.question, run.facts or {}, run.policy, run.run_id)
     header += (
         f"\n\n*From the notebook `{run.path}`; the DataFrame is the variable `{run.variable}` of its kernel.*"
     )
@@ -109,7 +99,7 @@ async def export_run(serverapp: Any, run: Run) -> ExportReply:
         raise ApiError(404, f"cannot read {run.path}: {exc}") from None
     report = build_report(run, content)
     ipynb = report_path(run.path)
-    await _maybe_await(
+    await maybe_await(
         serverapp.contents_manager.save({"type": "notebook", "format": "json", "content": report}, ipynb)
     )
     cm = serverapp.contents_manager
@@ -117,5 +107,5 @@ async def export_run(serverapp: Any, run: Run) -> ExportReply:
     os_path = getattr(cm, "_get_os_path", None)  # FileContentsManager and its async twin
     body = await asyncio.get_running_loop().run_in_executor(None, _render_html, os_path, report, ipynb, html)
     if body is not None:
-        await _maybe_await(cm.save({"type": "file", "format": "text", "content": body}, html))
+        await maybe_await(cm.save({"type": "file", "format": "text", "content": body}, html))
     return ExportReply(ipynb=ipynb, html=html)

@@ -24,7 +24,7 @@ from .trajectory import KEEP_CHOICES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ..cli import _add_model_options
+    from ..models.select import add_model_options
 
     p = sub.add_parser(
         "collect",
@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    _add_model_options(p)
+    add_model_options(p)
 
 
 def _done(state: Path) -> set[tuple[str, int]]:
@@ -99,7 +99,7 @@ def collect_one(
     """Run and judge one task; return (trajectory record, status) — record None on a harness error."""
     from ..agent import Budget
     from ..agent.tools import TOOLS
-    from ..agent.wire import event_to_dict
+    from ..agent.types import Event
     from ..eval.judge import judge_run
     from ..runner import RunConfig, run_analysis
     from .trajectory import record_run
@@ -107,7 +107,7 @@ def collect_one(
     data = _data_file(task, work, args.data_cache)
     notebook = work / "notebooks" / f"{task.id}-{sample}.ipynb"
     notebook.unlink(missing_ok=True)
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     config = RunConfig(
         data=data,
         output=notebook,
@@ -115,7 +115,7 @@ def collect_one(
         budget=Budget(args.max_steps, None, args.max_time),
         cell_timeout=args.cell_timeout,
     )
-    outcome = run_analysis(config, policy, on_event=lambda e: events.append(event_to_dict(e)))
+    outcome = run_analysis(config, policy, on_event=events.append, label=label)
     verdict = judge_run(
         task, events, notebook, task.expected(data), rerun=not args.no_rerun, cell_timeout=args.cell_timeout
     )
@@ -153,16 +153,15 @@ def _bar(stream: TextIO | None, done: int, total: int, kept: int, started: float
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import _choice
     from ..errors import InputError
-    from ..models.select import build_policy
+    from ..models.select import build_policy, choice_from_args
     from .trajectory import TrajectoryFilter, TrajectoryWriter
 
     if args.samples < 1:
         raise InputError("--samples must be at least 1")
-    from ..eval.cli import load_tasks
+    from ..eval.catalog import load_tasks
 
-    tasks = load_tasks(args)
+    tasks = load_tasks(args.suite, args.data_dir, args.tasks, args.kind, args.limit)
     output: Path = args.output
     state = output.with_name(output.name + ".state.jsonl")
     work = output.with_name(output.name + ".work")
@@ -174,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     stream = None if args.quiet else err
     total = len(tasks) * args.samples
     started = time.monotonic()
-    with build_policy(_choice(args)) as handle:  # type: ignore[arg-type]
+    with build_policy(choice_from_args(args)) as handle:
         print(
             f"jupyter-analyst collect: {len(todo)} of {total} runs to do with {handle.label} -> {output}",
             file=err,

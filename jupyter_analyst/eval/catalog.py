@@ -1,0 +1,35 @@
+"""Which tasks a command runs: one loader for ``eval`` and ``collect`` over both suites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from .dabench import load_dabench
+from .suite import builtin_tasks
+from .tasks import EvalTask, TaskKind, select_tasks
+
+
+def load_tasks(
+    suite: str,
+    data_dir: Path | None = None,
+    patterns: list[str] | None = None,
+    kind: TaskKind | None = None,
+    limit: int | None = None,
+) -> list[EvalTask]:
+    """The tasks a command's suite and filter flags select (``eval`` and ``collect``).
+
+    ``patterns`` are task ids or dataset keys, globs allowed, commas also separating.
+    Raises ``InputError`` when the suite can't be read or nothing matches.
+    """
+    if suite == "dabench":
+        if not data_dir:
+            raise InputError("--suite dabench needs --data-dir (the folder with da-dev-questions.jsonl)")
+        tasks = load_dabench(data_dir)
+    else:
+        tasks = builtin_tasks(materialise=False)
+    wanted = [p.strip() for v in patterns or [] for p in v.split(",") if p.strip()] or None
+    chosen = select_tasks(tasks, wanted, kind, limit)
+    if not chosen:
+        raise InputError("no task matches the filters (see --list)")
+    return chosen
