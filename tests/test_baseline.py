@@ -1,139 +1,126 @@
-"""The rule-based baseline analyst, driven in-process over real and awkward DataFrames.
+"""The rule-based baseline analyst, driven by the real ``AgentLoop`` over real and awkward
+DataFrames.
 
-No kernel here: a small driver ``exec``s each code cell in a namespace holding ``df`` (with
-matplotlib's Agg backend), formats the observation the way the loop does (stdout, one
-``[figure: ...]`` line per figure, ``Error: Name: message`` on failure) and feeds it back
-in OpenAI wire form, until ``final_answer``.
+Cells run in a real IPython shell in this process through the in-process executor (the
+one the ``%analyst`` magic uses): the kernel's own setup, facts code and figure facts,
+the loop's own observations. Only ``fail`` is test scaffolding: it answers chosen steps
+with an error instead of running them, to exercise the baseline's fix path.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import re
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-
-from jupyter_analyst.agent.prompts import SYSTEM_PROMPT, render_task  # noqa: E402
-from jupyter_analyst.agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOLS  # noqa: E402
-from jupyter_analyst.models.baseline import NAME, BaselineAnalyst, parse_task  # noqa: E402
-
-LIMIT = 1500
-
-
-def _describe_figure(fig: Any) -> str:
-    bits = []
-    for ax in fig.get_axes():
-        if ax.get_label() == "<colorbar>":
-            continue
-        bits.append(f"title {ax.get_title()!r}, x {ax.get_xlabel()!r}, y {ax.get_ylabel()!r}")
-    return "[figure: " + "; ".join(bits) + "]"
-
-
-def _head_tail(text: str) -> str:
-    if len(text) <= LIMIT:
-        return text
-    return f"{text[:1000]}\n[... {len(text) - LIMIT} characters omitted ...]\n{text[-500:]}"
+from jupyter_analyst.agent import AgentLoop, Budget, CellAdded, CellExecuted, Event, ModelReplied, RunFinished
+from jupyter_analyst.agent.prompts import render_task
+from jupyter_analyst.agent.tools import CODE_TOOL, MARKDOWN_TOOL, TOOLS
+from jupyter_analyst.agent.types import CellResult, Executor, Message
+from jupyter_analyst.kernel import InProcessExecutor
+from jupyter_analyst.kernel.facts import frame_facts_code, parse_facts
+from jupyter_analyst.models.baseline import NAME, BaselineAnalyst, parse_task
 
 
 @dataclass
 class Run:
-    messages: list[dict[str, Any]]
-    answer: str | None = None
-    outputs: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    figures: list[str] = field(default_factory=list)
-    cells: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    """What one run left: its events and the loop's conversation."""
+
+    events: list[Event]
+    messages: list[Message]
+    warnings: list[str]
+    injected: list[CellResult]
+
+    @property
+    def finished(self) -> RunFinished:
+        last = self.events[-1]
+        assert isinstance(last, RunFinished)
+        return last
+
+    @property
+    def answer(self) -> str | None:
+        return self.finished.answer
+
+    @property
+    def cells(self) -> list[str]:
+        return [e.source for e in self.events if isinstance(e, CellAdded) and e.cell_type == "code"]
+
+    @property
+    def results(self) -> list[CellResult]:
+        return [e.result for e in self.events if isinstance(e, CellExecuted)]
+
+    @property
+    def errors(self) -> list[str]:
+        """Errors of cells that ran (not the ones ``fail`` answered)."""
+        injected = {id(r) for r in self.injected}
+        return [
+            f"{r.error_name}: {r.error_value}" for r in self.results if not r.ok and id(r) not in injected
+        ]
+
+    @property
+    def figures(self) -> list[dict[str, Any]]:
+        return [f for r in self.results for f in r.facts if f.get("type") == "figure"]
+
+    def printed(self, stream: str = "stdout") -> str:
+        """Everything the cells showed as text on ``stream`` (and as plain-text results)."""
+        texts = []
+        for r in self.results:
+            for out in r.outputs:
+                if out.get("output_type") == "stream" and out.get("name") == stream:
+                    texts.append(out["text"])
+                elif stream == "stdout" and "text/plain" in out.get("data", {}):
+                    texts.append(out["data"]["text/plain"])
+        return "\n".join(texts)
 
 
-def execute(code: str, ns: dict[str, Any], run: Run) -> str:
-    """Run one cell like a kernel would and return the observation text."""
-    buf = io.StringIO()
-    error = ""
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(buf):
-        warnings.simplefilter("always")
-        try:
-            exec(compile(code, f"<cell {len(run.cells)}>", "exec"), ns)
-        except Exception as exc:  # the cell's error becomes the observation
-            error = f"Error: {type(exc).__name__}: {exc}"
-    run.warnings += [f"{w.category.__name__}: {w.message}" for w in caught]
-    figs = [_describe_figure(plt.figure(n)) for n in plt.get_fignums()]
-    plt.close("all")
-    text = buf.getvalue().rstrip("\n")
-    run.outputs.append(text)
-    run.figures += figs
-    if error:
-        run.errors.append(error)
-    body = "\n".join(p for p in [_head_tail(text), *figs] if p)
-    return "\n".join(p for p in [body, error] if p) or "(cell ran, no output)"
+class FailingSteps:
+    """An ``Executor`` that answers the chosen steps (0-based turns) with the given error."""
 
+    def __init__(self, inner: Executor, fail: dict[int, str], step: Callable[[], int]) -> None:
+        self.inner, self.fail, self.step = inner, fail, step
+        self.injected: list[CellResult] = []
 
-def kernel_frame_facts(df: pd.DataFrame) -> dict[str, Any]:
-    """The facts as the real kernel code computes them (IPython's namespace faked)."""
-    import IPython
-
-    from jupyter_analyst.kernel.facts import frame_facts_code, parse_facts
-
-    fake = type("FakeShell", (), {"user_ns": {"df": df}})()
-    original = IPython.get_ipython
-    IPython.get_ipython = lambda: fake
-    try:
-        buf = io.StringIO()
-        with contextlib.redirect_stdout(buf):
-            exec(frame_facts_code("df"), {})
-    finally:
-        IPython.get_ipython = original
-    return parse_facts(buf.getvalue())
+    def execute(self, code: str, cell_id: str) -> CellResult:
+        turn = self.step() - 1
+        if turn in self.fail:
+            name, _, value = self.fail[turn].removeprefix("Error: ").partition(": ")
+            self.injected.append(CellResult(status="error", error_name=name, error_value=value))
+            return self.injected[-1]
+        return self.inner.execute(code, cell_id)
 
 
 def drive(
+    shell: Any,
     df: pd.DataFrame,
     question: str | None = None,
     policy: BaselineAnalyst | None = None,
     fail: dict[int, str] | None = None,
     max_turns: int = 40,
-    facts: dict[str, Any] | None = None,
 ) -> Run:
-    """The agent loop in miniature; ``fail`` forces an error observation at given turns."""
-    policy = policy or BaselineAnalyst()
-    ns: dict[str, Any] = {"pd": pd, "df": df.copy()}
-    run = Run(
-        [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": render_task(facts or kernel_frame_facts(df), question)},
-        ]
-    )
-    for turn in range(max_turns):
-        reply = policy(run.messages, TOOLS)
-        assert len(reply.tool_calls) == 1
-        call = reply.tool_calls[0]
-        run.messages.append({"role": "assistant", "content": reply.content, "tool_calls": [call.to_openai()]})
-        if call.name == FINAL_TOOL:
-            run.answer = call.arguments["answer"]
-            return run
-        if call.name == MARKDOWN_TOOL:
-            observation = "ok"
-        else:
-            assert call.name == CODE_TOOL
-            run.cells.append(call.arguments["code"])
-            if fail and turn in fail:
-                observation = fail[turn]  # forced, so not counted in run.errors
-            else:
-                observation = execute(call.arguments["code"], ns, run)
-        run.messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
-    raise AssertionError("no final_answer within the turn budget")
+    """One run of the real loop on ``df``, recording every warning its cells raise."""
+    shell.reset(new_session=False)
+    shell.user_ns.update(pd=pd, df=df.copy())
+    executor = InProcessExecutor(shell, timeout=0)  # pytest-timeout guards the test
+    loop: AgentLoop | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        executor.prepare()
+        try:
+            facts = parse_facts(executor.run_silent(frame_facts_code("df")))  # empty frames too
+            cells = FailingSteps(executor, fail or {}, lambda: loop.step if loop else 0)
+            loop = AgentLoop(policy or BaselineAnalyst(), cells, Budget(max_steps=max_turns))
+            events = list(loop.run(render_task(facts, question)))
+        finally:
+            executor.release()
+    run = Run(events, loop.messages, [f"{w.category.__name__}: {w.message}" for w in caught], cells.injected)
+    assert run.finished.reason.natural, f"no final_answer within {max_turns} turns: {run.finished}"
+    return run
 
 
 def check(run: Run, min_figures: int = 3) -> None:
@@ -142,10 +129,11 @@ def check(run: Run, min_figures: int = 3) -> None:
     assert run.answer.splitlines()[0].startswith(f"*Produced by the {NAME}")
     assert len(run.figures) >= min_figures, run.figures
     for fig in run.figures:
-        assert "title ''" not in fig and "x ''" not in fig and "y ''" not in fig, fig
+        main = fig["axes"][0]
+        assert main["title"] and main["xlabel"] and main["ylabel"], fig
     bad = [w for w in run.warnings if w.startswith(("FutureWarning", "DeprecationWarning"))]
     assert not bad, bad
-    printed = "\n".join(run.outputs)
+    printed = run.printed()
     numbers = re.findall(r"(?<![\w.])-?\d+\.\d+|(?<![\w.])\d{2,}(?![\w.])", run.answer)
     assert numbers, run.answer
     missing = [n for n in numbers if n not in printed]
@@ -173,32 +161,37 @@ def datasets() -> dict[str, pd.DataFrame]:
     return _datasets()
 
 
+@pytest.fixture
+def sh(ipython_shell: Any) -> Any:
+    return ipython_shell
+
+
 @pytest.mark.parametrize("name", ["penguins", "cars", "seattle_weather", "stocks", "iris", "airports"])
-def test_real_datasets(datasets: dict[str, pd.DataFrame], name: str) -> None:
-    run = drive(datasets[name])
+def test_real_datasets(sh: Any, datasets: dict[str, pd.DataFrame], name: str) -> None:
+    run = drive(sh, datasets[name])
     check(run)
     n_calls = sum(1 for m in run.messages if m["role"] == "assistant")
     assert n_calls >= 12
 
 
-def test_penguins_question_steers_target_and_group(datasets: dict[str, pd.DataFrame]) -> None:
-    run = drive(datasets["penguins"], "How does flipper_length_mm differ by island?")
+def test_penguins_question_steers_target_and_group(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    run = drive(sh, datasets["penguins"], "How does flipper_length_mm differ by island?")
     check(run)
     assert "**Question:** How does flipper_length_mm differ by island?" in run.answer
-    assert "Highest mean flipper_length_mm: island = " in "\n".join(run.outputs)
+    assert "Highest mean flipper_length_mm: island = " in run.printed()
     assert "By `island`, the mean `flipper_length_mm` is highest for" in run.answer
 
 
-def test_trend_over_time(datasets: dict[str, pd.DataFrame]) -> None:
-    run = drive(datasets["seattle_weather"], "How did temp_max change over time?")
+def test_trend_over_time(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    run = drive(sh, datasets["seattle_weather"], "How did temp_max change over time?")
     check(run)
     assert "### Answer\n\nOver time (48 periods), the mean temp_max per month went from" in run.answer
-    stocks = drive(datasets["stocks"])
+    stocks = drive(sh, datasets["stocks"])
     assert any("hue" in c and "lineplot" in c for c in stocks.cells)
 
 
-def test_deterministic_and_resumable(datasets: dict[str, pd.DataFrame]) -> None:
-    run = drive(datasets["penguins"])
+def test_deterministic_and_resumable(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    run = drive(sh, datasets["penguins"])
     for cut in (2, 7, 15, len(run.messages) - 1):
         prefix = run.messages[:cut]
         a, b = BaselineAnalyst()(prefix, TOOLS), BaselineAnalyst()(prefix, TOOLS)
@@ -207,35 +200,29 @@ def test_deterministic_and_resumable(datasets: dict[str, pd.DataFrame]) -> None:
             assert a.tool_calls[0].to_openai() == run.messages[cut]["tool_calls"][0]
 
 
-def test_continue_messages_are_ignored(datasets: dict[str, pd.DataFrame]) -> None:
-    run = drive(datasets["iris"])
+def test_continue_messages_are_ignored(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    run = drive(sh, datasets["iris"])
     msgs = run.messages[:6] + [{"role": "user", "content": "Continue the analysis: call a tool."}]
     assert BaselineAnalyst()(msgs, TOOLS).tool_calls[0].to_openai() == run.messages[6]["tool_calls"][0]
 
 
-def test_error_gets_one_simpler_fix_then_moves_on(datasets: dict[str, pd.DataFrame]) -> None:
+def test_error_gets_one_simpler_fix_then_moves_on(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
     df = datasets["penguins"]
-    clean = drive(df)
-    turn = next(
-        i for i, c in enumerate(clean.messages[2::2]) if "sns.histplot" in json.dumps(c.get("tool_calls"))
-    )
+    clean = drive(sh, df)
+    turn = next(i for i, c in enumerate(clean.messages[2::2]) if "sns.histplot" in str(c.get("tool_calls")))
     err = "Error: ValueError: could not convert string to float: 'x'"
-    run = drive(df, fail={turn: err})
-    codes = [
-        json.loads(m["tool_calls"][0]["function"]["arguments"]).get("code", "")
-        for m in run.messages
-        if m["role"] == "assistant"
-    ]
+    run = drive(sh, df, fail={turn: err})
+    codes = [c.arguments.get("code", "") for e in run.events if isinstance(e, ModelReplied) for c in e.calls]
     fix = codes[turn + 1]
     assert fix.startswith("# Simpler version of the distribution") and "ax.hist(" in fix and "sns." not in fix
     assert "distribution of body_mass_g step failed" not in run.answer  # the fix worked
-    twice = drive(df, fail={turn: err, turn + 1: err})
+    twice = drive(sh, df, fail={turn: err, turn + 1: err})
     assert "The distribution of" in twice.answer and "step failed (ValueError" in twice.answer
     assert "Summary of" not in twice.answer.split("### Caveats")[0] or "Distribution of" not in twice.answer
 
 
-def test_missing_seaborn_falls_back_to_matplotlib(datasets: dict[str, pd.DataFrame]) -> None:
-    run = drive(datasets["iris"], fail={1: "Error: ModuleNotFoundError: No module named 'seaborn'"})
+def test_missing_seaborn_falls_back_to_matplotlib(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    run = drive(sh, datasets["iris"], fail={1: "Error: ModuleNotFoundError: No module named 'seaborn'"})
     later = run.cells[1:]
     assert later[0].startswith("# Simpler version of the overview") and "import seaborn" not in later[0]
     assert all("sns." not in c for c in later)
@@ -319,33 +306,33 @@ EDGE_CASES: dict[str, pd.DataFrame] = {
 
 
 @pytest.mark.parametrize("name", list(EDGE_CASES))
-def test_edge_cases(name: str) -> None:
+def test_edge_cases(sh: Any, name: str) -> None:
     df = EDGE_CASES[name]
-    run = drive(df)
+    run = drive(sh, df)
     check(run, min_figures=3)
 
 
-def test_text_dates_and_numbers_are_cleaned_and_used() -> None:
-    run = drive(EDGE_CASES["yearly_strings"])
+def test_text_dates_and_numbers_are_cleaned_and_used(sh: Any) -> None:
+    run = drive(sh, EDGE_CASES["yearly_strings"])
     assert "Parsed 'Order Date' as dates (0 values could not be parsed)" in run.answer
     assert "Over time (" in run.answer
-    run = drive(EDGE_CASES["numbers_as_text_and_dates"])
+    run = drive(sh, EDGE_CASES["numbers_as_text_and_dates"])
     assert "Converted 'amount' to numbers" in run.answer and "`amount` has mean" in run.answer
 
 
-def test_big_frame_samples_plots() -> None:
+def test_big_frame_samples_plots(sh: Any) -> None:
     rng = np.random.default_rng(2)
     df = pd.DataFrame(
         {"v": rng.normal(size=60_000), "w": rng.normal(size=60_000), "g": rng.choice(list("abc"), 60_000)}
     )
-    run = drive(df)
+    run = drive(sh, df)
     check(run)
     assert any("plot_df = " in c for c in run.cells)
     assert "random sample of 50,000 rows" in run.answer
 
 
-def test_empty_frame_and_unparseable_task() -> None:
-    run = drive(pd.DataFrame({"a": pd.Series([], dtype=float)}))
+def test_empty_frame_and_unparseable_task(sh: Any) -> None:
+    run = drive(sh, pd.DataFrame({"a": pd.Series([], dtype=float)}))
     assert run.answer is not None and run.errors == []
     reply = BaselineAnalyst()(
         [{"role": "system", "content": "x"}, {"role": "user", "content": "hello"}], TOOLS
@@ -354,46 +341,18 @@ def test_empty_frame_and_unparseable_task() -> None:
     assert parse_task([{"role": "user", "content": "hello"}]).var == "df"
 
 
-@pytest.mark.parametrize("name", ["numbers_as_text_and_dates", "weird_names", "mixed_objects"])
-def test_with_the_kernels_own_facts(name: str) -> None:
-    try:
-        facts = kernel_frame_facts(EDGE_CASES[name])
-    except ImportError as exc:  # the kernel package is built in parallel; skip until it exists
-        pytest.skip(f"kernel facts unavailable: {exc}")
-    check(drive(EDGE_CASES[name], facts=facts))
-
-
-def test_real_dataset_with_the_kernels_own_facts(datasets: dict[str, pd.DataFrame]) -> None:
-    try:
-        facts = kernel_frame_facts(datasets["seattle_weather"])
-    except ImportError as exc:
-        pytest.skip(f"kernel facts unavailable: {exc}")
-    check(drive(datasets["seattle_weather"], facts=facts))
-
-
 def test_real_kernel_and_loop() -> None:
-    """The whole path: AgentLoop + a real ipykernel (skipped where either is unavailable)."""
-    try:
-        from jupyter_analyst.agent.loop import AgentLoop
-        from jupyter_analyst.agent.types import CellExecuted, RunFinished
-        from jupyter_analyst.kernel.executor import KernelExecutor
-        from jupyter_analyst.kernel.facts import frame_facts_code, parse_facts
-    except ImportError as exc:
-        pytest.skip(f"loop or kernel unavailable: {exc}")
-    executor = KernelExecutor()
-    try:
-        executor.start()
-    except Exception as exc:  # no kernel here: nothing of ours to test
-        pytest.skip(f"kernel did not start: {exc}")
-    try:
+    """The same analyst in a kernel process of its own (the CLI's executor)."""
+    from jupyter_analyst.kernel import KernelExecutor
+    from jupyter_analyst.session import read_frame_facts
+
+    with KernelExecutor() as executor:
         executor.run_silent(
             "import pandas as pd\nfrom palmerpenguins import load_penguins\ndf = load_penguins()"
         )
-        facts = parse_facts(executor.run_silent(frame_facts_code("df")))
+        facts = read_frame_facts(executor, "df")
         loop = AgentLoop(BaselineAnalyst(), executor)
         events = list(loop.run(render_task(facts, "Which species is heaviest?")))
-    finally:
-        executor.shutdown()
     finished = events[-1]
     assert isinstance(finished, RunFinished) and finished.reason.natural and finished.errors == 0
     assert all(e.result.ok for e in events if isinstance(e, CellExecuted))
