@@ -55,7 +55,8 @@ export class RunForm extends Panel {
     this._stop.className = 'jp-Analyst-stop jp-Button jp-mod-styled jp-mod-warn';
     this._stop.textContent = 'Stop';
     this._stop.setAttribute('data-testid', 'analyst-stop');
-    this._stop.title = 'Interrupt the kernel and end the run; a note cell says where it stopped';
+    this._stop.title =
+      "Interrupt the analyst's running cell and end the run; a note cell says where it stopped";
     this._stop.addEventListener('click', () => this._stopRequested.emit());
     actions.node.append(this._analyze, this._stop);
     this.addWidget(actions);

@@ -127,6 +127,9 @@ class AgentLoop:
             calls, problem = self._calls_of(turn)
             yield ModelReplied(step, turn, calls, round(time.monotonic() - t0, 3), problem)
             self.messages.append(_assistant_message(turn, calls))
+            if self.should_stop():  # stopped while the model was answering: act on nothing
+                yield self.finish(StopReason.STOPPED)
+                return
             if not calls:
                 self.messages.append({"role": "user", "content": problem})
                 continue
