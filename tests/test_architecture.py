@@ -14,7 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "jupyter_analyst"
-SHELLS = ("jupyter_analyst.cli", "jupyter_analyst.magic", "jupyter_analyst.server", "jupyter_analyst.eval.cli")
+SHELLS = (
+    "jupyter_analyst.cli",
+    "jupyter_analyst.magic",
+    "jupyter_analyst.server",
+    "jupyter_analyst.eval.cli",
+)
 SHELLS_ALSO = ("jupyter_analyst.training.collect",)
 ENTRY_POINTS = ("jupyter_analyst", "jupyter_analyst.__main__")
 """They hand out the shells (the server extension's and IPython's hooks, ``python -m``)."""
