@@ -13,14 +13,14 @@ from typing import Any, Literal
 
 import pytest
 from pydantic import create_model
+from schema_ts import SCHEMA_TS, PySchema, check, python_schema
 
 from jupyter_analyst.agent.wire import event_to_dict
 from jupyter_analyst.server import schema
-from jupyter_analyst.server.schema_ts import SCHEMA_TS, PySchema, check, python_schema
 
 REGENERATE = (
     "src/schema.ts disagrees with the Python wire schema (the server is the source of truth: "
-    "fix src/schema.ts; `python -m jupyter_analyst.server.schema_ts` lists the differences):\n"
+    "fix src/schema.ts; `python tests/schema_ts.py` lists the differences):\n"
 )
 
 

@@ -15,9 +15,10 @@ an optional field, every member of a ``Literal`` or enum). A string in a frame c
 a literal only when it is one of those ``Literal``/enum values (or the frame's ``type``);
 any other string, copied from a ``str`` field or computed, is ``string``.
 
-    python -m jupyter_analyst.server.schema_ts [path/to/schema.ts]
+    python tests/schema_ts.py [path/to/schema.ts]
 
 prints the differences (none: exit 0). ``tests/test_schema_contract.py`` runs the same check.
+It lives with the tests: a development check, not part of the installed package.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ STRING, NUMBER, BOOLEAN, NULL = "string", "number", "boolean", "null"
 EVENT_UNION = "RunEvent"
 """The TypeScript union that must list exactly the event interfaces."""
 
-SCHEMA_TS = Path(__file__).resolve().parents[2] / "src" / "schema.ts"
+SCHEMA_TS = Path(__file__).resolve().parents[1] / "src" / "schema.ts"
 
 
 class SchemaSyntaxError(ValueError):
@@ -491,9 +492,9 @@ def python_schema(
     """
     from pydantic import BaseModel
 
-    from ..agent import types as agent_types
-    from ..agent.wire import event_to_dict
-    from . import schema
+    from jupyter_analyst.agent import types as agent_types
+    from jupyter_analyst.agent.wire import event_to_dict
+    from jupyter_analyst.server import schema
 
     if models is None:
         models = [
