@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -300,7 +302,22 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _stoppable() -> None:
+    """Make Ctrl-C / ``kill -INT`` stop us even when started with SIGINT ignored.
+
+    A process started from a background shell or a CI runner inherits SIGINT ignored, and
+    Python keeps it so: ``run`` would never write its stopped notebook (exit 130) and
+    ``serve`` would never stop. Only for a real command-line start on the main thread, so
+    an in-process ``main([...])`` leaves its host's handler alone.
+    """
+    if threading.current_thread() is threading.main_thread():
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        _stoppable()
     args = build_parser().parse_args(argv)
     err = sys.stderr
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets a kernel start-up warning

@@ -57,10 +57,18 @@ def _sigint_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _sigint_as_in_a_background_shell() -> None:
+    """In the child, before exec: SIGINT ignored, as ``cmd &`` in a script leaves it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+SIGINT_AT_START = {"terminal": _sigint_as_in_a_terminal, "background": _sigint_as_in_a_background_shell}
+
+
 class CliProcess:
     """``jupyter analyst ARGS`` in the background; a thread collects its stderr lines."""
 
-    def __init__(self, *args: str | Path, cwd: Path) -> None:
+    def __init__(self, *args: str | Path, cwd: Path, sigint: str = "terminal") -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_analyst", *map(str, args)],
             cwd=cwd,
@@ -68,7 +76,7 @@ class CliProcess:
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_sigint_as_in_a_terminal,
+            preexec_fn=SIGINT_AT_START[sigint],
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -283,12 +291,14 @@ def test_run_against_an_openai_compatible_server(tmp_path: Path, tiny_model_dir:
 
 
 @pytest.mark.timeout(START_GUARD_S + 2 * STOP_GUARD_S)
-def test_ctrl_c_stops_the_run_and_keeps_a_valid_notebook(tmp_path: Path) -> None:
+@pytest.mark.parametrize("started_from", ["terminal", "background"])
+def test_ctrl_c_stops_the_run_and_keeps_a_valid_notebook(tmp_path: Path, started_from: str) -> None:
+    """Also when started with SIGINT ignored (a background shell): the CLI restores it."""
     running = tmp_path / "long-cell-is-running"
     long_cell = f"import pathlib, time\npathlib.Path({str(running)!r}).touch()\ntime.sleep(120)"
     script = replay(tmp_path, [{"code": "print('started')"}, {"code": long_cell}])
     args = ("run", EXAMPLES / "penguins.csv", "--replay", script, "-o", "stopped.ipynb")
-    with CliProcess(*args, cwd=tmp_path) as child:
+    with CliProcess(*args, cwd=tmp_path, sigint=started_from) as child:
         child.wait_until(running.exists, "long cell running")
         code = child.interrupt()
     err = child.stderr
@@ -296,5 +306,7 @@ def test_ctrl_c_stops_the_run_and_keeps_a_valid_notebook(tmp_path: Path) -> None
     assert "Traceback" not in err and "ended without conclusions (stopped)" in err
     nb = nbformat.read(tmp_path / "stopped.ipynb", as_version=4)
     nbformat.validate(nb)
-    assert nb.metadata["jupyter_analyst"]["stop_reason"] == "stopped"
-    assert "stopped" in nb.cells[-1].source
+    meta = nb.metadata["jupyter_analyst"]
+    assert meta["stop_reason"] == "stopped"
+    assert meta["steps"] == 2 and meta["seconds"] > 0  # what the run really spent, not zeros
+    assert "stopped at step 2" in nb.cells[-1].source
