@@ -139,7 +139,7 @@ async def run_user_cell(
     kernel_id: str,
     code: str = USER_CODE,
     metadata: dict[str, Any] | None = None,
-    timeout: float = 120,
+    timeout: float = 300,
 ) -> dict[str, Any]:
     """Execute code in the notebook's kernel as the browser would (optionally with a cellId)."""
     km = serverapp.kernel_manager.get_kernel(kernel_id)
@@ -170,7 +170,7 @@ async def run_user_cell(
                 break
             if m["msg_type"] in ("stream", "execute_result", "error", "display_data"):
                 outputs.append(m["content"])
-        reply: dict[str, Any] = (await kc.get_shell_msg(timeout=30))["content"]
+        reply: dict[str, Any] = (await kc.get_shell_msg(timeout=120))["content"]
         reply["outputs"] = outputs
         return reply
     finally:
@@ -207,7 +207,7 @@ async def wait_run(
     jp_fetch: Any,
     run_id: str,
     states: tuple[str, ...] = ("finished", "stopped", "failed"),
-    timeout: float = 120,
+    timeout: float = 300,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -226,7 +226,7 @@ async def ydoc(serverapp: Any, path: str = NB_PATH) -> Any:
     )
 
 
-async def saved_notebook(path: Path, predicate: Callable[[Any], bool], timeout: float = 15) -> Any:
+async def saved_notebook(path: Path, predicate: Callable[[Any], bool], timeout: float = 120) -> Any:
     """Wait until the file on disk satisfies ``predicate`` (the room saves after a delay)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -42,7 +42,7 @@ async def test_magic_in_server_places_cells_after_its_cell(
     # finish (asserted below) if the magic's cell returned without waiting for it.
     runs: list[dict[str, Any]] = []
     while not runs or runs[0]["state"] not in ("finished", "stopped", "failed"):
-        assert time.monotonic() - t0 < 120
+        assert time.monotonic() - t0 < 600, "the run did not end"  # a guard against a hang
         await asyncio.sleep(0.2)
         _, runs = await api(jp_fetch, "jupyter-analyst", "runs", expect=200)
     assert runs[0]["state"] == "finished" and runs[0]["question"] == "Which species is heaviest?", runs[0]

@@ -56,7 +56,7 @@ def original_user_cells() -> list[dict[str, Any]]:
     return user_cells_of(nbformat.reads(nbformat.writes(nb), as_version=4)["cells"])
 
 
-async def events_of(jp_ws_fetch: Any, run_id: str, timeout: float = 120) -> list[dict[str, Any]]:
+async def events_of(jp_ws_fetch: Any, run_id: str, timeout: float = 300) -> list[dict[str, Any]]:
     """All frames of a run's event stream until the server closes it."""
     ws = await jp_ws_fetch(*RUNS, run_id, "events")
     frames = []
@@ -291,7 +291,7 @@ async def test_stop_a_running_cell(
     run_id = status["run_id"]
     await api(jp_fetch, *RUNS, run_id, "export", method="POST", expect=409)
     doc = await ydoc(jp_serverapp)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 300  # a guard against a hang
     while not any(c.get("execution_state") == "running" for c in doc.ycells):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
@@ -308,7 +308,7 @@ async def test_stop_a_running_cell(
     cells = doc.get()["cells"]
     assert cells[-1]["metadata"][META_KEY]["role"] == "note" and "stopped" in cells[-1]["source"]
     assert user_cells_of(cells) == original_user_cells()
-    frames = await events_of(jp_ws_fetch, run_id, timeout=5)
+    frames = await events_of(jp_ws_fetch, run_id, timeout=120)
     assert frames[-1]["status"]["state"] == "stopped"
     # Interrupted, not restarted: the user's variables are still there.
     reply = await run_user_cell(jp_serverapp, kernel_id, "df.shape")
@@ -333,7 +333,7 @@ async def test_user_edit_of_an_agent_cell_is_kept(
         jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
     )
     doc = await ydoc(jp_serverapp)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 300  # a guard against a hang
     while True:
         mine = [c for c in doc.ycells if META_KEY in c["metadata"].to_py()]
         if mine:
@@ -398,7 +398,7 @@ async def test_model_error_timeout_and_dead_kernel(
     _, status = await api(
         jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
     )
-    final = await wait_run(jp_fetch, status["run_id"], timeout=60)
+    final = await wait_run(jp_fetch, status["run_id"], timeout=300)
     assert final["state"] == "failed" and final["stop_reason"] == "kernel_died", final
     assert "kernel died" in final["error"]
     doc = await ydoc(jp_serverapp)
