@@ -118,23 +118,11 @@ def print_estimate(config: TrainConfig, quant: str, log: Any) -> None:
 
 def load_base(config: TrainConfig, device: str, quant: str) -> Any:
     """A freshly loaded base model (never run before training: see the module docstring)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    if device == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": 0} if device == "cuda" else "cpu"}
-    if quant == "4bit":
-        from transformers import BitsAndBytesConfig
+    from ..models.worker.loading import load_kwargs
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype,
-        )
+    kwargs = load_kwargs(device, quant)
     model = AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
     model.config.use_cache = False
     return model

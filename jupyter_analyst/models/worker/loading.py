@@ -41,23 +41,22 @@ def resolve_device(device: str, quantization: str) -> tuple[str, str]:
     return device, quantization
 
 
-def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Load tokenizer and model as asked; raise with a readable message on failure."""
+def load_kwargs(device: str, quantization: str, dtype: Any = None) -> dict[str, Any]:
+    """``from_pretrained`` keywords for a resolved device and quantisation, shared by serving
+    and training: 16-bit on CUDA (bf16 where supported), fp32 on CPU, NF4 4-bit with double
+    quantisation and compute in that dtype, or 8-bit."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device, quant = resolve_device(args.device, args.quantization)
-    if args.dtype != "auto":
-        dtype = getattr(torch, args.dtype)
-    elif device == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = torch.float32
+    if dtype is None:
+        if device == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": 0} if device == "cuda" else "cpu"}
-    if quant in ("4bit", "8bit"):
+    if quantization in ("4bit", "8bit"):
         from transformers import BitsAndBytesConfig
 
-        if quant == "4bit":
+        if quantization == "4bit":
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
@@ -66,6 +65,17 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    return kwargs
+
+
+def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Load tokenizer and model as asked; raise with a readable message on failure."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device, quant = resolve_device(args.device, args.quantization)
+    kwargs = load_kwargs(device, quant, None if args.dtype == "auto" else getattr(torch, args.dtype))
+    dtype = kwargs["dtype"]
     for what, ref in (("model", args.model), ("adapter", args.adapter)):
         if ref and ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().exists():
             raise RuntimeError(f"no {what} folder at {ref}")
