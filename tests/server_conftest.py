@@ -140,8 +140,12 @@ async def run_user_cell(
     code: str = USER_CODE,
     metadata: dict[str, Any] | None = None,
     timeout: float = 300,
+    started: asyncio.Event | None = None,
 ) -> dict[str, Any]:
-    """Execute code in the notebook's kernel as the browser would (optionally with a cellId)."""
+    """Execute code in the notebook's kernel as the browser would (optionally with a cellId).
+
+    ``started`` is set at the cell's first output (print a marker first), so a test can act
+    while the cell is still running (run this in a task)."""
     km = serverapp.kernel_manager.get_kernel(kernel_id)
     kc = km.client(session=own_session(km.session))  # its own identity: replies come back here
     kc.start_channels()
@@ -170,6 +174,8 @@ async def run_user_cell(
                 break
             if m["msg_type"] in ("stream", "execute_result", "error", "display_data"):
                 outputs.append(m["content"])
+                if started is not None:
+                    started.set()
         reply: dict[str, Any] = (await kc.get_shell_msg(timeout=120))["content"]
         reply["outputs"] = outputs
         return reply

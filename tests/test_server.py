@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,11 @@ from server_conftest import (  # noqa: E402
     ydoc,
 )
 
+from jupyter_analyst.agent import AssistantTurn, ToolCall  # noqa: E402
+from jupyter_analyst.models.select import PolicyChoice, PolicyHandle  # noqa: E402
 from jupyter_analyst.notebook import META_KEY, TAG  # noqa: E402
 from jupyter_analyst.server.handlers import EventsHandler, handlers  # noqa: E402
+from jupyter_analyst.server.kernelio import kernel_busy  # noqa: E402
 
 RUNS = ("jupyter-analyst", "runs")
 
@@ -272,8 +276,11 @@ async def test_stop_a_running_cell(
     analyst_app: Any,
     live_notebook: Any,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Stop during an agent cell interrupts that cell (and only the kernel, never a restart)."""
     kernel_id = await live_notebook()
+    interrupts = count_interrupts(jp_serverapp, monkeypatch)
     script = tmp_path / "slow.json"
     script.write_text(
         json.dumps(
@@ -301,6 +308,7 @@ async def test_stop_a_running_cell(
     print(f"\nstop latency: {time.monotonic() - t0:.2f}s (reply state {stopped['state']})")
     final = await wait_run(jp_fetch, run_id)
     assert final["state"] == "stopped" and final["stop_reason"] == "stopped"
+    assert interrupts == [kernel_id]  # the agent's executing cell, once
     deadline = time.monotonic() + 60  # the interrupted cell is never left at [*]
     while any(c.get("execution_state") == "running" for c in doc.ycells):
         assert time.monotonic() < deadline, "a cell was left running"
@@ -316,6 +324,145 @@ async def test_stop_a_running_cell(
     await api(jp_fetch, *RUNS, run_id, "stop", method="POST", expect=409)
     saved = await saved_notebook(jp_root_dir / NB_PATH, lambda nb: len(nb.cells) == len(cells))
     assert user_cells_of(saved.cells) == original_user_cells()
+
+
+def count_interrupts(serverapp: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the kernels interrupted through the server's kernel manager from now on."""
+    kernels = serverapp.kernel_manager
+    calls: list[str] = []
+    interrupt = kernels.interrupt_kernel
+
+    async def counting(kernel_id: str) -> Any:
+        calls.append(kernel_id)
+        return await interrupt(kernel_id)
+
+    monkeypatch.setattr(kernels, "interrupt_kernel", counting)
+    return calls
+
+
+HOLD_CODE = """\
+import os, time
+user_before = 1
+print('the user cell started', flush=True)
+_deadline = time.monotonic() + 300  # a guard against a hang
+while not os.path.exists({flag!r}) and time.monotonic() < _deadline:
+    time.sleep(0.05)
+user_after = 2
+print('the user cell ended')
+"""
+"""A user's cell that runs until the test creates ``flag``: no race on how long it sleeps."""
+
+
+async def hold_user_cell(serverapp: Any, kernel_id: str, flag: Path) -> asyncio.Task[dict[str, Any]]:
+    """Start the user's holding cell; return once the kernel runs it and the server sees it busy."""
+    started = asyncio.Event()
+    task = asyncio.ensure_future(
+        run_user_cell(serverapp, kernel_id, HOLD_CODE.format(flag=str(flag)), started=started)
+    )
+    await asyncio.wait_for(started.wait(), timeout=300)  # a guard against a hang
+    deadline = time.monotonic() + 60
+    while not kernel_busy(serverapp.kernel_manager, kernel_id):
+        assert time.monotonic() < deadline, "the server never saw the kernel busy"
+        await asyncio.sleep(0.02)
+    return task
+
+
+async def assert_user_cell_finished_normally(
+    serverapp: Any, kernel_id: str, task: asyncio.Task[dict[str, Any]], flag: Path
+) -> None:
+    """The held cell was still running; once released it ends ok, its variables intact."""
+    assert not task.done(), "the user's cell ended before it was released"
+    flag.touch()
+    reply = await asyncio.wait_for(task, timeout=300)
+    assert reply["status"] == "ok", reply  # not KeyboardInterrupt
+    text = "".join(o.get("text", "") for o in reply["outputs"])
+    assert "the user cell ended" in text and "KeyboardInterrupt" not in text
+    check = await run_user_cell(serverapp, kernel_id, "user_before + user_after, df.shape")
+    assert check["status"] == "ok", check
+    assert check["outputs"][0]["data"]["text/plain"] == "(3, (344, 8))"
+
+
+@asynctest
+async def test_stop_of_a_run_waiting_for_the_users_cell_never_interrupts_it(
+    jp_fetch: Any, jp_serverapp: Any, live_notebook: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's cell runs; a run is queued behind it (``starting``); Stop cancels the run
+    and the user's cell runs on to its normal end."""
+    kernel_id = await live_notebook()
+    interrupts = count_interrupts(jp_serverapp, monkeypatch)
+    flag = tmp_path / "release-user-cell"
+    user = await hold_user_cell(jp_serverapp, kernel_id, flag)
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    assert status["state"] == "starting"  # the busy kernel is checked when the run starts
+    await asyncio.sleep(0.5)  # the run's thread is now waiting for the kernel
+    await api(jp_fetch, *RUNS, status["run_id"], "stop", method="POST", expect=202)
+    final = await wait_run(jp_fetch, status["run_id"])
+    assert final["state"] == "stopped" and final["stop_reason"] == "stopped", final
+    assert interrupts == []
+    await assert_user_cell_finished_normally(jp_serverapp, kernel_id, user, flag)
+    assert interrupts == []
+    doc = await ydoc(jp_serverapp)
+    cells = doc.get()["cells"]
+    assert cells[-1]["metadata"][META_KEY]["role"] == "note" and "stopped" in cells[-1]["source"]
+    assert user_cells_of(cells) == original_user_cells()
+
+
+class BlockingPolicy:
+    """A model that takes as long as the test wants: it answers once ``release`` is set."""
+
+    name = "blocking test policy"
+
+    def __init__(self) -> None:
+        self.called = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, messages: list[Any], tools: list[Any]) -> AssistantTurn:
+        self.called.set()
+        self.release.wait(timeout=300)  # a guard against a hang
+        return AssistantTurn(tool_calls=[ToolCall("final_answer", {"answer": "too late"})])
+
+
+@asynctest
+async def test_stop_while_the_model_thinks_and_the_user_runs_a_cell(
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    analyst_app: Any,
+    live_notebook: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent waits on the model while the user runs a cell of their own: Stop ends the
+    run and leaves the user's cell alone."""
+    kernel_id = await live_notebook()
+    policy = BlockingPolicy()
+
+    def factory(choice: PolicyChoice) -> PolicyHandle:
+        return PolicyHandle(policy, policy.name)
+
+    monkeypatch.setattr(analyst_app.pool, "factory", factory)
+    interrupts = count_interrupts(jp_serverapp, monkeypatch)
+    try:
+        _, status = await api(
+            jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+        )
+        assert await asyncio.get_running_loop().run_in_executor(None, policy.called.wait, 300)
+        flag = tmp_path / "release-user-cell"
+        user = await hold_user_cell(jp_serverapp, kernel_id, flag)
+        await api(jp_fetch, *RUNS, status["run_id"], "stop", method="POST", expect=202)
+        final = await wait_run(jp_fetch, status["run_id"])
+        assert final["state"] == "stopped" and final["stop_reason"] == "stopped", final
+        assert final["policy"] == policy.name and final["answer"] is None
+        assert interrupts == []
+        await assert_user_cell_finished_normally(jp_serverapp, kernel_id, user, flag)
+        assert interrupts == []
+    finally:
+        policy.release.set()  # the model's late answer adds no cell (the run has ended)
+    doc = await ydoc(jp_serverapp)
+    cells = doc.get()["cells"]
+    assert cells[-1]["metadata"][META_KEY]["role"] == "note" and "stopped" in cells[-1]["source"]
+    assert user_cells_of(cells) == original_user_cells()
 
 
 @asynctest

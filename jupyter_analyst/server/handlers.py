@@ -170,8 +170,11 @@ class StopHandler(_Base):
     @tornado.web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        """End the run within ~2 s, with a note cell saying so; an agent cell that is
-        executing is interrupted, a cell of the user's never is.
+        """End the run within ~2 s, with a note cell saying so.
+
+        Only an agent cell that is executing is interrupted; a run that waits (queued
+        behind the user's cell, or on the model) is cancelled without an interrupt, so a
+        cell of the user's is never interrupted.
 
         Status: 202 RunStatus (normally already ``stopped``); 401/403 not
         authenticated/authorized; 404 unknown run; 409 the run already ended.
