@@ -175,6 +175,8 @@ export interface IRunFinishedEvent {
   errors: number;
   errors_fixed: number;
   detail: string;
+  /** Names the run added to the kernel; the user's own names are never rebound. */
+  created: string[];
 }
 
 /** Server-side frame sent on every state change of the run. */

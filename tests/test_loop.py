@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import traceback
 from typing import Any
 
@@ -212,3 +213,78 @@ def test_a_saved_conversation_replays_the_same_cells(tmp_path: Any) -> None:
     (tmp_path / "bad.json").write_text('{"oops": 1}')
     with pytest.raises(Exception, match="must hold a JSON list"):
         load_replay(tmp_path / "bad.json")
+
+
+def test_a_cell_that_would_rebind_a_user_name_is_refused_not_run(ipython_shell: Any) -> None:
+    """In a real IPython shell: the refused cell never runs, the model is told the clash and
+    an alternative, and its next cell, using that alternative, runs."""
+    from jupyter_analyst.agent import CellAdded
+    from jupyter_analyst.agent.names import CLASH_ERROR
+    from jupyter_analyst.kernel import InProcessExecutor as ShellExecutor
+
+    ipython_shell.reset(new_session=False)
+    ipython_shell.user_ns.update(summary="USER SUMMARY", summary_2="the user's too")
+    ran: list[str] = []
+
+    class Recording(ShellExecutor):
+        def execute(self, code: str, cell_id: str = "") -> CellResult:
+            ran.append(code)
+            return super().execute(code, cell_id)
+
+    executor = Recording(ipython_shell, timeout=0)
+
+    def use_the_alternative(messages: list[Message]) -> Any:
+        told = messages[-1]["content"]
+        match = re.search(r"`summary` -> `(\w+)`", told)
+        assert match, told
+        return code(f"{match.group(1)} = 'agent summary'\nprint({match.group(1)})")
+
+    loop = AgentLoop(
+        ScriptedPolicy([code("summary = 'agent summary'"), use_the_alternative, final("done")]),
+        executor,
+        Budget(max_steps=5),
+        protected_names={"summary", "summary_2"},
+    )
+    events = list(loop.run("Task: analyse"))
+    refused, fixed = [e for e in events if isinstance(e, CellExecuted)]
+    assert refused.result.status == "error" and refused.result.error_name == CLASH_ERROR
+    assert "`summary` -> `summary_3`" in refused.observation and "NOT run" in refused.observation
+    assert loop.messages[3] == {**loop.messages[3], "role": "tool", "content": refused.observation}
+    assert ran == ["summary_3 = 'agent summary'\nprint(summary_3)"]  # the refused cell never ran
+    assert ipython_shell.user_ns["summary"] == "USER SUMMARY"
+    assert ipython_shell.user_ns["summary_2"] == "the user's too"
+    assert ipython_shell.user_ns["summary_3"] == "agent summary"
+    assert fixed.result.ok and fixed.fixed_error and fixed.observation == "agent summary"
+    added = [e for e in events if isinstance(e, CellAdded) and e.cell_id == refused.cell_id]
+    assert added[0].source.startswith("# Not run by the analyst: the cell would overwrite")
+    assert "\n# summary = 'agent summary'" in added[0].source  # kept, commented out
+    end = events[-1]
+    assert end.created == ["summary_3"] and (end.errors, end.errors_fixed) == (1, 1)
+
+
+def test_the_run_may_rebind_its_own_names_and_reimport_the_users_modules() -> None:
+    import pandas
+
+    executor = InProcessExecutor()
+    executor.ns.update(pd=pandas, df="USER FRAME")
+    policy = ScriptedPolicy(
+        [
+            code("import pandas as pd\ntable = pd.DataFrame({'a': [1]})\ntmp = 1"),
+            code("table = table.assign(b=2)\ndel tmp\nfor i in range(2): pass"),
+            code("pd = None"),
+            code("from pylab import *"),
+            final("done"),
+        ]
+    )
+    loop = AgentLoop(policy, executor, Budget(max_steps=6), protected_names={"pd": ["pandas"], "df": []})
+    events = list(loop.run("Task: analyse"))
+    statuses = [(e.result.status, e.result.error_name) for e in events if isinstance(e, CellExecuted)]
+    assert statuses == [("ok", ""), ("ok", ""), ("error", "NameClashError"), ("error", "NameClashError")]
+    assert executor.ns["pd"] is pandas and executor.ns["df"] == "USER FRAME"
+    assert events[-1].created == ["table", "i"]  # pd was the user's; tmp was deleted again
+
+
+def test_without_protected_names_nothing_is_refused() -> None:
+    _, events = run(ScriptedPolicy([code("summary = 1"), code("summary = 2"), final("x")]))
+    assert all(e.result.ok for e in events if isinstance(e, CellExecuted))
+    assert events[-1].created == ["summary"]

@@ -4,17 +4,28 @@ The run ends only on ``final_answer`` or on a budget. A reply without a tool cal
 short "continue" message instead of ending the run: ending on the first plain reply is
 exactly why the base model in the original experiment stopped after 1.2 turns. Errors the
 model or its code causes become the next observation (that is the fix loop); errors in our
-own code raise.
+own code raise. A cell that would rebind one of the user's names is not run at all: the
+model is told which names and what to use instead (``agent.names``).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 
 from ..errors import BackendError
+from .names import (
+    CLASH_ERROR,
+    CellNames,
+    Protected,
+    alternatives,
+    cell_names,
+    commented,
+    protect,
+    refusal,
+)
 from .observe import DEFAULT_LIMIT, head_tail, observe
 from .parsing import FORMAT_HINT, parse_tool_calls
 from .prompts import CONTINUE_MESSAGE, SYSTEM_PROMPT
@@ -23,6 +34,7 @@ from .types import (
     AssistantTurn,
     CellAdded,
     CellExecuted,
+    CellResult,
     Event,
     Executor,
     Message,
@@ -66,6 +78,9 @@ class AgentLoop:
     """Drives one analysis. Iterate :meth:`run`; ``messages`` is the whole conversation.
 
     ``should_stop`` is polled between steps so a UI or Ctrl-C can end a run cleanly.
+    ``protected_names`` are the user's names (with their import origins, see
+    ``agent.names``): a cell that would rebind one is not run; the model is told which
+    names clash and a free alternative for each. Names the run itself bound may be rebound.
     """
 
     def __init__(
@@ -79,6 +94,7 @@ class AgentLoop:
         observation_limit: int = DEFAULT_LIMIT,
         context_chars: int = DEFAULT_CONTEXT_CHARS,
         should_stop: Callable[[], bool] | None = None,
+        protected_names: Protected | Iterable[str] | None = None,
     ) -> None:
         self.policy = policy
         self.executor = executor
@@ -88,6 +104,9 @@ class AgentLoop:
         self.observation_limit = observation_limit
         self.context_chars = context_chars
         self.should_stop = should_stop or (lambda: False)
+        self.protected = protect(protected_names)
+        self.created: dict[str, None] = {}
+        """Names the run's cells bound that were not protected (ordered, as a set)."""
         self.messages: list[Message] = []
         self.finished: RunFinished | None = None
         self.step = 0
@@ -105,6 +124,7 @@ class AgentLoop:
         self._tally = tally = _Tally()
         self.step = 0
         self.finished = None
+        self.created = {}
 
         while True:
             stop = self._budget_exceeded(self.step, tally.tokens, time.monotonic() - self._start)
@@ -159,6 +179,7 @@ class AgentLoop:
             errors=tally.errors,
             errors_fixed=tally.fixed,
             detail=detail,
+            created=list(self.created),
         )
         return self.finished
 
@@ -201,9 +222,17 @@ class AgentLoop:
             yield CellAdded(step, cell_id, "markdown", value, "markdown")
             self._tool_message(call, "ok: markdown cell added")
             return None
-        yield CellAdded(step, cell_id, "code", value, "code")
-        result = self.executor.execute(value, cell_id)
-        text = observe(result, self.observation_limit)
+        names = cell_names(value)
+        refused = self._refusal(names)
+        if refused is not None:  # the cell stays, commented out, so a re-run can't do it either
+            error, text = refused
+            yield CellAdded(step, cell_id, "code", commented(value, error), "code")
+            result = CellResult(status="error", error_name=CLASH_ERROR, error_value=error)
+        else:
+            yield CellAdded(step, cell_id, "code", value, "code")
+            result = self.executor.execute(value, cell_id)
+            text = observe(result, self.observation_limit)
+            self._record(names)
         fixed = result.ok and tally.last_failed
         if result.ok:
             tally.fixed += int(fixed)
@@ -215,6 +244,26 @@ class AgentLoop:
         if result.status == "dead":
             return StopReason.KERNEL_DIED, None, "the kernel died while running a cell"
         return None
+
+    def _refusal(self, names: CellNames) -> tuple[str, str] | None:
+        """(error value, observation) when the cell would rebind a protected name (or
+        star-import over them), with a free alternative for each; None when it may run."""
+        clashes = names.clashes(self.protected)
+        if not clashes and not (names.star_imports and self.protected):
+            return None
+        taken = {*self.protected, *self.created, *names.origins}
+        return refusal(alternatives(clashes, taken), names.star_imports)
+
+    def _record(self, names: CellNames) -> None:
+        """Note what a cell that ran bound or deleted (protected names it re-imported are
+        still the user's, not the run's)."""
+        for name, bound in names.final.items():
+            if name in self.protected:
+                continue
+            if bound:
+                self.created.setdefault(name)
+            else:
+                self.created.pop(name, None)
 
     def _tool_message(self, call: ToolCall, content: str) -> None:
         self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})

@@ -220,6 +220,10 @@ class RunFinished:
     errors: int
     errors_fixed: int
     detail: str = ""
+    created: list[str] = field(default_factory=list)
+    """The names the run's cells bound that the user's namespace did not have before, in
+    the order they were first bound (read statically from the cells that ran, so a cell
+    that failed part-way may list a name it never reached)."""
 
 
 Event = StepStarted | ModelReplied | CellAdded | CellExecuted | RunFinished

@@ -84,6 +84,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "errors": event.errors,
             "errors_fixed": event.errors_fixed,
             "detail": event.detail,
+            "created": list(event.created),
         }
     raise TypeError(f"not a loop event: {event!r}")
 
@@ -139,6 +140,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
                 errors=int(data.get("errors") or 0),
                 errors_fixed=int(data.get("errors_fixed") or 0),
                 detail=data.get("detail") or "",
+                created=[str(name) for name in data.get("created") or []],
             )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a complete {kind} event: {exc}") from None

@@ -115,6 +115,7 @@ class NotebookWriter:
                 seconds=event.seconds,
                 errors=event.errors,
                 errors_fixed=event.errors_fixed,
+                created=list(event.created),
             )
             self.save()
 
