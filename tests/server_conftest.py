@@ -120,9 +120,10 @@ async def api(
     body: Any = None,
     params: dict[str, str] | None = None,
     expect: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """Call the API (token attached by jp_fetch); return (status, decoded JSON)."""
-    kwargs: dict[str, Any] = {"method": method, "raise_error": False}
+    kwargs: dict[str, Any] = {"method": method, "raise_error": False, "headers": dict(headers or {})}
     if body is not None:
         kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
     elif method == "POST":

@@ -2,8 +2,12 @@
 
 Every handler method is ``@tornado.web.authenticated`` (``ws_authenticated`` for the
 websocket, which must not redirect) and ``@authorized`` on the ``jupyter_analyst``
-resource; a test introspects this. Bodies and replies go through ``schema``; refusals
-are ``HTTPError``s that ``APIHandler`` renders as ``{"message", "reason"}``.
+resource; a test introspects this. Then, before anything else, it asks the authorizer for
+what Jupyter's own handlers would require of the same work (``require``): running code in
+the kernel needs ``execute`` on ``kernels``, reading or writing the notebook needs
+``read``/``write`` on ``contents``, so the extension never lets a user do what the server
+itself would refuse them. Bodies and replies go through ``schema``; refusals are
+``HTTPError``s that ``APIHandler`` renders as ``{"message", "reason"}``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from http.client import responses
 from typing import Any
 
 import tornado.web
+from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
@@ -31,6 +36,39 @@ NAMESPACE = "jupyter-analyst"
 
 def _error(status: int, message: str) -> tornado.web.HTTPError:
     return tornado.web.HTTPError(status, message, reason=responses.get(status, "Error"))
+
+
+Permission = tuple[str, str, str]
+"""(action, resource, what needs it): a Jupyter permission an endpoint needs besides its own."""
+
+RUN_CODE: Permission = ("execute", "kernels", "runs code in the notebook's kernel")
+READ_NOTEBOOK: Permission = ("read", "contents", "reads the notebook")
+WRITE_NOTEBOOK: Permission = ("write", "contents", "writes into the notebook")
+SHOW_CONTENT: Permission = (
+    "read",
+    "contents",
+    "shows notebook content (the questions, answers, cells and outputs of runs)",
+)
+INTERRUPT: Permission = ("write", "kernels", "may interrupt the agent's cell in the kernel")
+WRITE_FILES: Permission = ("write", "contents", "writes the report files next to the notebook")
+
+
+async def require(handler: JupyterHandler, what: str, *needs: Permission) -> None:
+    """403 unless the user also holds what Jupyter's own handlers ask for the same work.
+
+    ``@authorized`` checked the extension's own resource; this checks ``kernels`` and
+    ``contents`` with the same authorizer, in order, and names the first one missing.
+    """
+    for action, resource, why in needs:
+        allowed = await ensure_async(
+            handler.authorizer.is_authorized(handler, handler.current_user, action, resource)
+        )
+        if not allowed:
+            raise _error(
+                403,
+                f"{what} {why}, which needs the Jupyter permission {action!r} on {resource!r}; "
+                "this user does not have it",
+            )
 
 
 class _Base(APIHandler):
@@ -68,11 +106,14 @@ class DataFramesHandler(_Base):
     async def get(self) -> None:
         """List the DataFrame variables in the kernel of notebook ``path``.
 
-        Helper code runs silently (no history, no execution count, no new names).
-        Status: 200 DataFramesReply; 400 no ``path``; 401/403 not authenticated/authorized;
-        404 no running kernel for the notebook; 409 the kernel stayed busy (it is running
-        a cell; try again when it is idle).
+        Helper code runs silently (no history, no execution count, no new names), so it
+        needs ``execute`` on ``kernels``.
+        Status: 200 DataFramesReply; 400 no ``path``; 401/403 not authenticated/authorized
+        (403 also without ``execute`` on ``kernels``); 404 no running kernel for the
+        notebook; 409 the kernel stayed busy (it is running a cell; try again when it is
+        idle); 500 the helper code failed.
         """
+        await require(self, "Listing DataFrames", RUN_CODE)
         path = normalize_path(self.get_query_argument("path", "") or "")
         if not path:
             raise _error(400, "the query parameter 'path' is required")
@@ -110,6 +151,7 @@ class ProfilesHandler(_Base):
     async def get(self) -> None:
         """The model profiles and the one runs use when they name none.
 
+        Needs nothing beyond the extension's own resource (it touches no notebook).
         Status: 200 ProfilesReply; 401/403 not authenticated/authorized; 500 the user's
         profiles file is unreadable (the message names it).
         """
@@ -126,8 +168,12 @@ class RunsHandler(_Base):
     async def get(self) -> None:
         """All runs of this server, newest first.
 
-        Status: 200 [RunStatus]; 401/403 not authenticated/authorized.
+        A status shows notebook content (the question, the answer), so it needs ``read``
+        on ``contents``.
+        Status: 200 [RunStatus]; 401/403 not authenticated/authorized (403 also without
+        ``read`` on ``contents``).
         """
+        await require(self, "Listing runs", SHOW_CONTENT)
         self.reply([run.status() for run in self.manager.newest_first()])
 
     @tornado.web.authenticated
@@ -135,11 +181,15 @@ class RunsHandler(_Base):
     async def post(self) -> None:
         """Start a run on a notebook's live document and kernel.
 
+        A run executes cells in the kernel and reads and writes the notebook: it needs
+        ``execute`` on ``kernels`` and ``read`` and ``write`` on ``contents`` (checked
+        before the body is read).
         Status: 201 RunStatus (state ``starting``); 400 bad body, unknown profile, not a
-        DataFrame or an empty one; 401/403 not authenticated/authorized; 404 notebook,
-        kernel or variable not found; 409 the notebook already has an active run;
-        503 jupyter-collaboration is not enabled.
+        DataFrame or an empty one; 401/403 not authenticated/authorized (403 also without
+        one of those permissions); 404 notebook, kernel or variable not found; 409 the
+        notebook already has an active run; 503 jupyter-collaboration is not enabled.
         """
+        await require(self, "A run", RUN_CODE, READ_NOTEBOOK, WRITE_NOTEBOOK)
         try:
             req = RunRequest.model_validate_json(self.request.body or b"{}")
         except ValidationError as exc:
@@ -161,8 +211,10 @@ class RunHandler(_Base):
     async def get(self, run_id: str) -> None:
         """One run's status.
 
-        Status: 200 RunStatus; 401/403 not authenticated/authorized; 404 unknown run.
+        Status: 200 RunStatus; 401/403 not authenticated/authorized (403 also without
+        ``read`` on ``contents``); 404 unknown run.
         """
+        await require(self, "A run's status", SHOW_CONTENT)
         self.reply(self.run_or_404(run_id).status())
 
 
@@ -176,9 +228,13 @@ class StopHandler(_Base):
         behind the user's cell, or on the model) is cancelled without an interrupt, so a
         cell of the user's is never interrupted.
 
+        Writing the note needs ``write`` on ``contents``; interrupting needs ``write`` on
+        ``kernels``, as Jupyter's own interrupt does.
         Status: 202 RunStatus (normally already ``stopped``); 401/403 not
-        authenticated/authorized; 404 unknown run; 409 the run already ended.
+        authenticated/authorized (403 also without one of those permissions); 404
+        unknown run; 409 the run already ended.
         """
+        await require(self, "Stopping a run", WRITE_NOTEBOOK, INTERRUPT)
         self.run_or_404(run_id)
         try:
             run = await self.manager.stop(run_id)
@@ -193,9 +249,13 @@ class ExportHandler(_Base):
     async def post(self, run_id: str) -> None:
         """Write ``<stem>-analysis-report.ipynb`` (header + this run's cells) and its HTML.
 
-        Status: 201 ExportReply (API paths); 401/403 not authenticated/authorized;
-        404 unknown run or unreadable notebook; 409 the run is still active.
+        Needs ``read`` and ``write`` on ``contents`` (it reads the notebook and writes two
+        files; no code runs).
+        Status: 201 ExportReply (API paths); 401/403 not authenticated/authorized (403
+        also without one of those permissions); 404 unknown run or unreadable notebook;
+        409 the run is still active.
         """
+        await require(self, "Exporting a report", READ_NOTEBOOK, WRITE_FILES)
         from .report import export_run
 
         run = self.run_or_404(run_id)
@@ -221,9 +281,11 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: 
     async def get(self, run_id: str) -> None:  # type: ignore[override]
         """Upgrade to a websocket after authentication and authorization.
 
+        The frames carry the run's cells and outputs: ``read`` on ``contents`` is needed.
         Status: 101 switching protocols; 401/403 not authenticated/authorized (checked
-        before the upgrade); 404 unknown run.
+        before the upgrade; 403 also without ``read`` on ``contents``); 404 unknown run.
         """
+        await require(self, "A run's event stream", SHOW_CONTENT)
         run = self.settings["jupyter_analyst"].manager.runs.get(run_id)
         if run is None:
             raise _error(404, f"no run {run_id!r} on this server")
