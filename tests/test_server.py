@@ -326,6 +326,53 @@ async def test_stop_a_running_cell(
     assert user_cells_of(saved.cells) == original_user_cells()
 
 
+@asynctest
+async def test_one_run_per_kernel_across_notebooks(
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+    analyst_app: Any,
+    live_notebook: Any,
+    tmp_path: Path,
+) -> None:
+    """Two notebooks sharing one kernel share one namespace: while one runs, the other gets 409."""
+    kernel_id = await live_notebook()
+    second = "work dir/second.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / second)
+    _, session = await api(
+        jp_fetch,
+        "api",
+        "sessions",
+        method="POST",
+        expect=201,
+        body={"path": second, "name": "second.ipynb", "type": "notebook", "kernel": {"id": kernel_id}},
+    )
+    assert session["kernel"]["id"] == kernel_id
+    script = tmp_path / "slow.json"
+    script.write_text(
+        json.dumps(
+            [{"code": "import time\nfor i in range(600):\n    time.sleep(0.1)"}, {"final_answer": "-"}]
+        )
+    )
+    analyst_app.replay = str(script)
+    _, first = await api(jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"})
+    _, error = await api(jp_fetch, *RUNS, method="POST", expect=409, body={"path": second, "variable": "df"})
+    assert error["message"] == (
+        f"the kernel of {second} is shared with {NB_PATH}, which has a run in progress; "
+        "one run per kernel: wait for it to end or stop it"
+    )
+    _, runs = await api(jp_fetch, *RUNS, expect=200)
+    assert [r["run_id"] for r in runs] == [first["run_id"]]  # the refused run left no trace
+    await api(jp_fetch, *RUNS, first["run_id"], "stop", method="POST", expect=202)
+    assert (await wait_run(jp_fetch, first["run_id"]))["state"] == "stopped"
+    quick = tmp_path / "quick.json"
+    quick.write_text(json.dumps([{"code": "df.shape"}, {"final_answer": "344 rows."}]))
+    analyst_app.replay = str(quick)
+    _, other = await api(jp_fetch, *RUNS, method="POST", expect=201, body={"path": second, "variable": "df"})
+    final = await wait_run(jp_fetch, other["run_id"])
+    assert final["state"] == "finished" and final["path"] == second, final
+
+
 def count_interrupts(serverapp: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The ids of the kernels interrupted through the server's kernel manager from now on."""
     kernels = serverapp.kernel_manager

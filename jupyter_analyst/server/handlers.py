@@ -187,7 +187,8 @@ class RunsHandler(_Base):
         Status: 201 RunStatus (state ``starting``); 400 bad body, unknown profile, not a
         DataFrame or an empty one; 401/403 not authenticated/authorized (403 also without
         one of those permissions); 404 notebook, kernel or variable not found; 409 the
-        notebook already has an active run; 503 jupyter-collaboration is not enabled.
+        notebook already has an active run, or another notebook sharing its kernel has
+        one (the message names it); 503 jupyter-collaboration is not enabled.
         """
         await require(self, "A run", RUN_CODE, READ_NOTEBOOK, WRITE_NOTEBOOK)
         try:

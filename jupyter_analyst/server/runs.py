@@ -1,13 +1,13 @@
 """Runs: one session per notebook, driven in a worker thread, observed on the server loop.
 
-``POST runs`` checks the server's state (notebook, kernel, one run per notebook), then a
-worker thread connects to the notebook's kernel, reads the frame's facts (a typo is a
-404, an empty frame a 400, before the request answers) and runs the ``Session`` with the
-live document as its sink and the notebook's kernel as its executor. Each event reaches
-the server loop, which appends its JSON frame to the run's history; websocket clients
-replay that history and follow it live. Stop interrupts only an agent cell that is
-executing (never the user's own) and ends the run at its next step; if the run is stuck
-in a model call, the session is ended from here after ``stop_timeout``.
+``POST runs`` checks the server's state (notebook, kernel, one run per notebook and per
+kernel), then a worker thread connects to the notebook's kernel, reads the frame's facts
+(a typo is a 404, an empty frame a 400, before the request answers) and runs the
+``Session`` with the live document as its sink and the notebook's kernel as its executor.
+Each event reaches the server loop, which appends its JSON frame to the run's history;
+websocket clients replay that history and follow it live. Stop interrupts only an agent
+cell that is executing (never the user's own) and ends the run at its next step; if the
+run is stuck in a model call, the session is ended from here after ``stop_timeout``.
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ class Run:
 
 
 class RunManager:
-    """All runs of this server, newest last; at most one active run per notebook."""
+    """All runs of this server, newest last; at most one active run per notebook and per
+    kernel (two notebooks may share a kernel, and so one namespace)."""
 
     def __init__(self, serverapp: Any, pool: PolicyPool, settings: RunSettings, log: Any) -> None:
         self.serverapp = serverapp
@@ -163,6 +164,10 @@ class RunManager:
     def active_on(self, path: str) -> Run | None:
         return next((r for r in self.runs.values() if r.path == path and r.active), None)
 
+    def active_on_kernel(self, kernel_id: str) -> Run | None:
+        """The active run in this kernel, whatever its notebook (sessions may share a kernel)."""
+        return next((r for r in self.runs.values() if r.kernel_id == kernel_id and r.active), None)
+
     # -- start -------------------------------------------------------------------------
     async def start(self, req: RunRequest, choice: PolicyChoice, label: str) -> Run:
         """Check the request against the server's state and start the run (201) or refuse."""
@@ -182,6 +187,13 @@ class RunManager:
             raise ApiError(404, f"no running kernel for {path}: open the notebook and start its kernel")
         if self.active_on(path) is not None:
             raise ApiError(409, f"{path} already has a run in progress")
+        other = self.active_on_kernel(kernel_id)
+        if other is not None:  # two analyses in one namespace would overwrite each other
+            raise ApiError(
+                409,
+                f"the kernel of {path} is shared with {other.path}, which has a run in progress; "
+                "one run per kernel: wait for it to end or stop it",
+            )
         run = Run(
             run_id=uuid.uuid4().hex[:12],
             path=path,
