@@ -7,6 +7,10 @@ once: prepare the kernel, read the frame's facts, refuse inputs that can't be an
 render the task, drive ``AgentLoop``, hand every event to the notebook sink and the
 caller, and end a run without conclusions with one note cell that says why.
 
+The user's namespace is theirs: the names bound when the run begins are handed to the loop
+as protected, and it refuses (without running) any cell that would rebind one of them
+(``agent.names``); ``RunFinished.created`` lists the names the run added instead.
+
 Failures follow one rule: a *refusal* (``InputError`` before any cell was written) leaves
 the notebook untouched and raises; a run that ends for a known reason (a budget, a stop,
 the model backend, a dead kernel) gets a note and a ``RunFinished`` with what it really
@@ -28,7 +32,7 @@ from .agent.prompts import render_task
 from .agent.types import CellResult, Message, Policy, stop_note
 from .errors import AnalystError, BackendError, InputError, KernelError
 from .kernel.channel import OutputListener
-from .kernel.facts import frame_facts_code, parse_facts
+from .kernel.facts import USER_NAMES_CODE, frame_facts_code, parse_facts, parse_user_names
 
 
 class NotebookSink(Protocol):
@@ -160,6 +164,8 @@ class Session:
         self.should_stop = should_stop or (lambda: False)
         self.background_setup = background_setup
         self.facts: dict[str, Any] | None = None
+        self.user_names: dict[str, list[str]] | None = None
+        """The user's names when the run began (with their origins): the run never rebinds them."""
         self.loop: AgentLoop | None = None
         self.finished: RunFinished | None = None
         self.wrote = False
@@ -197,6 +203,19 @@ class Session:
         self.facts.setdefault("source", self.spec.source or f"variable `{self.spec.variable}`")
         return self.facts
 
+    def read_user_names(self, timeout: float | None = None) -> dict[str, list[str]]:
+        """The names bound in the kernel now, each with its origins (``USER_NAMES_CODE``).
+
+        Read after the load cell, so in a notebook of our own the data the analysis is
+        about (``df``, and ``pd`` that loaded it) is protected like a user's variable.
+        """
+        if self.user_names is None:
+            out = self.executor.run_silent(
+                USER_NAMES_CODE, timeout if timeout is not None else self.spec.facts_timeout
+            )
+            self.user_names = parse_user_names(out)
+        return self.user_names
+
     def run(self, policy: Policy | Callable[[], Policy], label: str | None = None) -> RunOutcome:
         """Run to the end and return the outcome; see the module docstring for failures.
 
@@ -210,6 +229,7 @@ class Session:
             executor.prepare(background=self.background_setup)
             loaded = self._load() if self.spec.load_code else None
             facts = self.read_facts()
+            protected = self.read_user_names()
             if not isinstance(policy, Policy):  # a factory: start the policy now
                 policy = policy()
             if self.spec.subject is not None:
@@ -221,7 +241,13 @@ class Session:
                 self._to_sink(CellAdded(0, "setup", "code", self.spec.load_code, "setup"))
                 self._to_sink(CellExecuted(0, "setup", loaded, ""))
             executor.on_output = self.sink.show_outputs
-            self.loop = AgentLoop(policy, executor, self.spec.budget, should_stop=lambda: self.stopping)
+            self.loop = AgentLoop(
+                policy,
+                executor,
+                self.spec.budget,
+                should_stop=lambda: self.stopping,
+                protected_names=protected,
+            )
             for event in self.loop.run(render_task(facts, self.spec.question)):
                 if isinstance(event, RunFinished):
                     self._finish(event)

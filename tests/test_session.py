@@ -6,6 +6,7 @@ a notebook would receive, so each rule is checked on what reaches the notebook.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -188,3 +189,92 @@ def test_budget_ends_with_its_note(shell: Any) -> None:
         "*Run ended without conclusions: the step budget ran out before the analyst wrote its "
         "conclusions at step 2.*"
     ]
+
+
+USER_NAMES = ("summary", "corr", "table", "counts", "df_clean", "fig", "ax")
+
+
+class Renaming(ScriptedPolicy):
+    """An analyst that writes the usual names, and on a clash rewrites its cell (and every
+    later one) with the alternatives the observation offered: what a model is asked to do."""
+
+    def __init__(self, cells: list[str]) -> None:
+        super().__init__([])
+        self.cells = cells
+        self.renames: dict[str, str] = {}
+        self.sent = 0
+
+    def __call__(self, messages: list[Message], tools: list[ToolSpec]) -> AssistantTurn:
+        last = str(messages[-1].get("content") or "")
+        if messages[-1]["role"] == "tool" and "NameClashError" in last:
+            self.renames.update(re.findall(r"`(\w+)` -> `(\w+)`", last))
+            self.sent -= 1  # the same cell again, renamed
+        if self.sent >= len(self.cells):
+            return AssistantTurn(tool_calls=[final("done")])
+        source = self.cells[self.sent]
+        for old, new in self.renames.items():
+            source = re.sub(rf"(?<![.\w]){old}\b", new, source)  # names, not attributes
+        self.sent += 1
+        return AssistantTurn(tool_calls=[code(source)])
+
+
+def test_the_users_names_survive_a_run(shell: Any, tmp_path: Any) -> None:
+    from jupyter_analyst.notebook import NotebookWriter
+
+    user = {name: f"USER {name.upper()}" for name in USER_NAMES}
+    shell.user_ns.update(user)
+    df, pd_module = shell.user_ns["df"], shell.user_ns["pd"]
+    cells = [
+        "import pandas as pd\nsummary = df.describe()\ncorr = df[['x']].corr()",
+        "table = df.groupby('g').x.mean()\ncounts = df.g.value_counts()\nprint(counts.to_dict())",
+        "df_clean = df.dropna()",
+        "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot(df_clean.x)\nplt.close(fig)",
+        "print(summary.shape, corr.shape, table.shape, df_clean.shape, type(ax).__name__)",
+    ]
+    writer = NotebookWriter(tmp_path / "run.ipynb", "run1")
+    s = Session(InProcessExecutor(shell, timeout=0), writer, RunSpec(budget=Budget(max_steps=20)))
+    fin = s.run(Renaming(cells)).finished
+
+    assert fin.reason is StopReason.FINAL_ANSWER
+    for name, value in user.items():
+        assert shell.user_ns[name] == value, name
+    assert shell.user_ns["df"] is df and shell.user_ns["pd"] is pd_module
+    assert fin.created == [
+        "summary_2",
+        "corr_2",
+        "table_2",
+        "counts_2",
+        "df_clean_2",
+        "plt",
+        "fig_2",
+        "ax_2",
+    ]
+    assert shell.user_ns["summary_2"].shape == (8, 1) and shell.user_ns["counts_2"].to_dict() == {
+        "a": 2,
+        "b": 1,
+    }
+    assert (fin.errors, fin.errors_fixed) == (4, 4)  # one refusal per cell that used a user's name
+    assert {"df", "pd", *USER_NAMES} <= set(s.user_names or {})
+    assert (s.user_names or {})["pd"] == ["pandas"]
+
+    nb = writer.nb
+    assert nb.metadata["jupyter_analyst"]["created"] == fin.created
+    refused = [c for c in nb.cells if c.metadata["jupyter_analyst"].get("status") == "error"]
+    assert len(refused) == 4
+    for cell in refused:  # a re-run of the notebook can't do what the run refused
+        assert all(line.startswith("#") for line in cell.source.splitlines()) and not cell.outputs
+    last = [c for c in nb.cells if c.cell_type == "code"][-1]
+    assert last.outputs[0]["text"] == "(8, 1) (1, 1) (2,) (3, 2) Axes\n"
+
+
+def test_user_names_are_the_users_own_with_their_origins(shell: Any) -> None:
+    from jupyter_analyst.kernel.facts import USER_NAMES_CODE, parse_user_names
+
+    shell.run_cell(
+        "from json import dumps\nimport os.path\nexit = 'mine'\nvalue = 41\nvalue + 1", store_history=True
+    )
+    names = parse_user_names(InProcessExecutor(shell, timeout=0).run_silent(USER_NAMES_CODE))
+    assert set(names) == {"pd", "df", "dumps", "os", "exit", "value"}  # no In, Out, _, _1, _i1...
+    assert names["pd"] == ["pandas"] and names["os"] == ["os"] and names["dumps"] == ["json.dumps"]
+    assert names["value"] == [] and names["df"] == []
+    assert not any(name.startswith("__jupyter_analyst") for name in shell.user_ns)

@@ -270,6 +270,71 @@ def parse_facts(stdout: str) -> dict[str, Any]:
     raise KernelError(f"no facts in kernel output: {stdout[-300:]!r}")
 
 
+USER_NAMES_CODE = r"""
+def __jupyter_analyst_user_names():
+    import json, re, sys, types
+    from IPython import get_ipython
+    ip = get_ipython()
+    hidden, unset = ip.user_ns_hidden, object()
+    ipython_own = re.compile(r"_+|_i+|_i?\d+|_[dios]h|__\w*__|__jupyter_analyst\w*")
+
+    def origins(value):
+        if isinstance(value, types.ModuleType):
+            name = getattr(value, "__name__", None)
+            return [name] if isinstance(name, str) else []
+        name, home = getattr(value, "__name__", None), getattr(value, "__module__", None)
+        if not isinstance(name, str) or not isinstance(home, str):
+            return []
+        out, parts = [], home.split(".")
+        for i in range(len(parts), 0, -1):
+            module = sys.modules.get(".".join(parts[:i]))
+            # the module's own dict, not getattr: a lazy module's __getattr__ would import
+            if module is not None and vars(module).get(name, unset) is value:
+                out.append(".".join(parts[:i]) + "." + name)
+        return out
+
+    names = {}
+    for name, value in list(ip.user_ns.items()):
+        if not isinstance(name, str) or not name.isidentifier() or ipython_own.fullmatch(name):
+            continue
+        if hidden.get(name, unset) is value:
+            continue
+        try:
+            names[name] = origins(value)
+        except Exception:
+            names[name] = []
+    print(json.dumps({"user_names": names}))
+
+try:
+    __jupyter_analyst_user_names()
+finally:
+    del __jupyter_analyst_user_names
+"""
+"""Prints the names bound in the user's namespace, each with its origins (the dotted
+import paths that give exactly its value: ``"pandas"`` for the module, every
+``"pkg.mod.f"`` whose module holds that very function or class), as ``agent.names`` reads
+them. IPython's own names are left out (``In``, ``Out``, ``get_ipython``, ``exit``,
+``quit``, the ``_``/``_i``/``_1``/``_i1`` history and ``_ih``/``_oh``/``_dh``/``_sh``, dunders)
+unless the user rebound them; so are this package's helpers. Modules are user names
+too: ``pd = 3`` would break the user's ``pd``; ``import pandas as pd`` re-imports what it
+holds, which its origin allows."""
+
+
+def parse_user_names(stdout: str) -> dict[str, list[str]]:
+    """The names printed by :data:`USER_NAMES_CODE`; ``KernelError`` when there are none."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("user_names"), dict):
+            return {str(k): [str(o) for o in v] for k, v in data["user_names"].items()}
+    raise KernelError(f"no user names in kernel output: {stdout[-300:]!r}")
+
+
 TEARDOWN_CODE = r"""
 def __jupyter_analyst_teardown():
     from IPython import get_ipython
