@@ -25,6 +25,8 @@ EXIT_BUDGET = 3
 EXIT_KERNEL = 4
 EXIT_MODEL = 5
 EXIT_STOPPED = 130
+EXIT_TERMINATED = 143
+"""128 + SIGTERM: stopped by ``kill`` (a scheduler, a CI timeout) rather than Ctrl-C."""
 
 EXIT_BY_REASON = {
     "final_answer": EXIT_OK,
@@ -178,12 +180,22 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
     from .agent import Budget
     from .errors import InputError
     from .models.select import build_policy, choice_from_args
-    from .runner import RunConfig, check_data_file, default_output, run_analysis
+    from .runner import (
+        RunConfig,
+        check_data_file,
+        check_limits,
+        check_output_file,
+        default_output,
+        run_analysis,
+    )
 
-    check_data_file(args.data)  # fail before loading any model
-    output = args.output or default_output(args.data)
+    # Everything the user can get wrong is refused here, before any model loads.
+    budget = Budget(args.max_steps, args.max_tokens, args.max_time)
+    check_limits(budget, args.cell_timeout)
+    check_data_file(args.data)
+    output = check_output_file(args.output or default_output(args.data))
     if args.output and output.exists() and not args.overwrite:
-        raise InputError(f"{output} already exists; pass --overwrite or choose another --output")
+        raise InputError(f"{args.output} already exists; pass --overwrite or choose another --output")
     progress = Progress(err, args.quiet)
     started = time.monotonic()
     with build_policy(choice_from_args(args), on_text=progress.on_text if progress.live else None) as handle:
@@ -194,7 +206,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
             data=args.data,
             output=output,
             question=args.question,
-            budget=Budget(args.max_steps, args.max_tokens, args.max_time),
+            budget=budget,
             cell_timeout=args.cell_timeout,
         )
         outcome = run_analysis(config, handle.policy, on_event=progress, label=handle.label)
@@ -216,7 +228,10 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
         if fin.reason.natural
         else f"ended without conclusions ({fin.reason.value})"
     )
-    detail = f": {fin.detail}" if fin.detail and not fin.reason.natural else ""
+    if fin.reason.value == "stopped" and _TERMINATED.is_set():
+        detail = ": terminated (SIGTERM)"
+    else:
+        detail = f": {fin.detail}" if fin.detail and not fin.reason.natural else ""
     print(
         ("\r\033[K" if progress.live else "") + f"{how}{detail} after {fin.steps} steps, "
         f"{progress.figures} figure{'s' if progress.figures != 1 else ''}"
@@ -302,24 +317,44 @@ def cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+_TERMINATED = threading.Event()
+
+
+def _terminate_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM ends a command as Ctrl-C does: the run writes its stopped note, the kernel
+    is shut down and its connection files removed (the default action would kill us on
+    the spot and leave both behind). Later SIGTERMs are ignored so they can't cut that
+    short; the shutdown never waits long, and SIGKILL still works."""
+    if not _TERMINATED.is_set():
+        _TERMINATED.set()
+        raise KeyboardInterrupt
+
+
 def _stoppable() -> None:
-    """Make Ctrl-C / ``kill -INT`` stop us even when started with SIGINT ignored.
+    """Make Ctrl-C / ``kill -INT`` stop us even when started with SIGINT ignored, and
+    ``kill`` (SIGTERM) stop us the same way.
 
     A process started from a background shell or a CI runner inherits SIGINT ignored, and
     Python keeps it so: ``run`` would never write its stopped notebook (exit 130) and
     ``serve`` would never stop. Only for a real command-line start on the main thread, so
-    an in-process ``main([...])`` leaves its host's handler alone.
+    an in-process ``main([...])`` leaves its host's handlers alone.
     """
     if threading.current_thread() is threading.main_thread():
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         _stoppable()
     args = build_parser().parse_args(argv)
-    err = sys.stderr
+    code = _dispatch(args, sys.stderr)
+    return EXIT_TERMINATED if code == EXIT_STOPPED and _TERMINATED.is_set() else code
+
+
+def _dispatch(args: argparse.Namespace, err: TextIO) -> int:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets a kernel start-up warning
     try:
         if args.command == "run":
@@ -338,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return EXIT_MODEL if isinstance(exc, BackendError) else EXIT_INPUT
     except KeyboardInterrupt:
-        print("stopped", file=err)
+        print("stopped (SIGTERM)" if _TERMINATED.is_set() else "stopped", file=err)
         return EXIT_STOPPED
     return EXIT_BUG
 

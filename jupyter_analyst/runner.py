@@ -9,7 +9,9 @@ the notebook re-runs on its own).
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,64 @@ def check_data_file(path: Path) -> None:
         raise InputError(f"{path} is empty: nothing to analyse")
 
 
+def check_output_file(path: Path) -> Path:
+    """Fail fast, with one clear line, on a notebook path that can't be written; return it
+    absolute. A folder that does not exist yet is created and removed again, as a probe:
+    only a real attempt tells a read-only or virtual file system (``/proc``) from a good one.
+    """
+    path = path.expanduser().absolute()
+    if path.suffix != ".ipynb":
+        raise InputError(f"the output must be an .ipynb file, got {path.name}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a notebook file")
+    missing: list[Path] = []
+    parent = path.parent
+    while not parent.exists() and not parent.is_symlink():
+        missing.append(parent)
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: {parent} is not a folder")
+    created: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue  # made meanwhile by someone else: theirs to keep
+            except OSError as exc:
+                raise InputError(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
+            created.append(folder)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        except OSError as exc:
+            raise InputError(f"cannot write in {path.parent}: {exc.strerror or exc}") from None
+        os.close(fd)
+        os.unlink(probe)
+    finally:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # something else put a file there meanwhile: leave it
+    return path
+
+
+def check_limits(budget: Budget, cell_timeout: float) -> None:
+    """Refuse limits that would end a run before it starts (or never let a cell run)."""
+
+    def seconds(value: float | None) -> bool:
+        return value is None or (math.isfinite(value) and value > 0)
+
+    if budget.max_steps < 1:
+        raise InputError(f"--max-steps must be at least 1, got {budget.max_steps}")
+    if budget.max_tokens is not None and budget.max_tokens < 1:
+        raise InputError(f"--max-tokens must be at least 1, got {budget.max_tokens}")
+    if not seconds(budget.max_seconds):
+        raise InputError(f"--max-time must be a positive number of seconds, got {budget.max_seconds:g}")
+    if not seconds(cell_timeout):
+        raise InputError(f"--cell-timeout must be a positive number of seconds, got {cell_timeout:g}")
+
+
 def default_output(data: Path, directory: Path | None = None) -> Path:
     """``<stem>_analysis.ipynb`` in ``directory``, numbered so nothing is overwritten."""
     stem = data.name.split(".")[0] or "data"
@@ -127,9 +187,8 @@ def run_analysis(
 
     data = config.data.expanduser()
     check_data_file(data)
-    output = config.output.expanduser().resolve()
-    if output.suffix != ".ipynb":
-        raise InputError(f"the output must be an .ipynb file, got {output.name}")
+    check_limits(config.budget, config.cell_timeout)
+    output = check_output_file(config.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(
         variable=config.variable,

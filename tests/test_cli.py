@@ -23,15 +23,22 @@ START_GUARD_S = 300.0
 STOP_GUARD_S = 180.0
 
 
-def cli(*args: str | Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+def cli(
+    *args: str | Path,
+    cwd: Path,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
+    umask: int = -1,
+) -> subprocess.CompletedProcess[str]:
+    """``jupyter analyst ARGS``; ``env`` adds to ours, ``umask`` is the child's (-1: ours)."""
     return subprocess.run(
         [sys.executable, "-m", "jupyter_analyst", *map(str, args)],
         cwd=cwd,
-        env=env,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
+        umask=umask,
     )
 
 
@@ -68,11 +75,13 @@ SIGINT_AT_START = {"terminal": _sigint_as_in_a_terminal, "background": _sigint_a
 class CliProcess:
     """``jupyter analyst ARGS`` in the background; a thread collects its stderr lines."""
 
-    def __init__(self, *args: str | Path, cwd: Path, sigint: str = "terminal") -> None:
+    def __init__(
+        self, *args: str | Path, cwd: Path, sigint: str = "terminal", env: dict[str, str] | None = None
+    ) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_analyst", *map(str, args)],
             cwd=cwd,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
             stdin=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -104,14 +113,15 @@ class CliProcess:
                 pytest.fail(f"hang guard: no {what} after {guard:g} s:\n{self.stderr}")
             time.sleep(0.1)
 
-    def interrupt(self, guard: float = STOP_GUARD_S) -> int:
-        """Ctrl-C: SIGINT, then the exit code (the process is killed if it does not stop)."""
-        self.proc.send_signal(signal.SIGINT)
+    def interrupt(self, guard: float = STOP_GUARD_S, signum: int = signal.SIGINT) -> int:
+        """Ctrl-C (or ``signum``), then the exit code (the process is killed if it does not stop)."""
+        self.proc.send_signal(signum)
         try:
             code = self.proc.wait(timeout=guard)
         except subprocess.TimeoutExpired:
             self.kill()
-            pytest.fail(f"hang guard: SIGINT did not stop the CLI in {guard:g} s:\n{self.stderr}")
+            name = signal.Signals(signum).name
+            pytest.fail(f"hang guard: {name} did not stop the CLI in {guard:g} s:\n{self.stderr}")
         self._reader.join(timeout=guard)
         return code
 
@@ -149,6 +159,55 @@ def test_empty_inputs(tmp_path: Path) -> None:
     (tmp_path / "header.csv").write_text("a,b,c\n")
     proc = cli("run", "header.csv", "--baseline", cwd=tmp_path)
     assert proc.returncode == 2 and "empty table (0 rows" in one_line_error(proc)
+
+
+UNREACHABLE = ("--base-url", "http://127.0.0.1:9/v1")
+"""A model that fails at once (exit 5) if it is ever asked for: a refusal with exit 2 under
+it proves the input was checked before any model loads."""
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["-o", "a-file/out.ipynb"], "a-file is not a folder"),
+        (["-o", "a-file/deeper/out.ipynb"], "a-file is not a folder"),
+        (["-o", "folder.ipynb"], "folder.ipynb is a folder, not a notebook file"),
+        (["-o", "folder.ipynb", "--overwrite"], "folder.ipynb is a folder, not a notebook file"),
+        (["-o", "out.html"], "the output must be an .ipynb file, got out.html"),
+        (["--max-steps", "0"], "--max-steps must be at least 1, got 0"),
+        (["--max-steps", "-3"], "--max-steps must be at least 1, got -3"),
+        (["--cell-timeout", "0"], "--cell-timeout must be a positive number of seconds, got 0"),
+        (["--cell-timeout", "-2.5"], "--cell-timeout must be a positive number of seconds, got -2.5"),
+        (["--max-time", "0"], "--max-time must be a positive number of seconds, got 0"),
+        (["--max-tokens", "-1"], "--max-tokens must be at least 1, got -1"),
+    ],
+)
+def test_bad_output_and_limits_are_refused_before_any_model(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "folder.ipynb").mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    proc = cli("run", EXAMPLES / "penguins.csv", *UNREACHABLE, *args, cwd=tmp_path)
+    assert proc.returncode == 2 and says in one_line_error(proc), proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, nothing made
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a /proc file system")
+def test_output_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    proc = cli("run", EXAMPLES / "penguins.csv", *UNREACHABLE, "-o", "/proc/nope/o.ipynb", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot create the folder /proc/nope" in one_line_error(proc)
+    assert not Path("/proc/nope").exists()
+
+
+def test_missing_output_folders_are_probed_not_left_behind(tmp_path: Path) -> None:
+    """A good ``-o new/deeper/out.ipynb`` passes the checks (the model is then unreachable):
+    the folders made to probe it are gone again; the run makes them when it writes."""
+    proc = cli("run", EXAMPLES / "penguins.csv", *UNREACHABLE, "-o", "new/deeper/out.ipynb", cwd=tmp_path)
+    assert proc.returncode == 5 and "cannot reach" in one_line_error(proc)
+    assert not (tmp_path / "new").exists()
 
 
 def test_unreachable_base_url(tmp_path: Path) -> None:
@@ -310,3 +369,65 @@ def test_ctrl_c_stops_the_run_and_keeps_a_valid_notebook(tmp_path: Path, started
     assert meta["stop_reason"] == "stopped"
     assert meta["steps"] == 2 and meta["seconds"] > 0  # what the run really spent, not zeros
     assert "stopped at step 2" in nb.cells[-1].source
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_notebook_mode_follows_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """As a plain ``open()`` would make it, not the private 0600 of the temp file behind it."""
+    script = replay(tmp_path, [{"final_answer": "nothing to see"}])
+    proc = cli(
+        "run", EXAMPLES / "penguins.csv", "--replay", script, "-o", "m.ipynb", cwd=tmp_path, umask=umask
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert oct((tmp_path / "m.ipynb").stat().st_mode & 0o777) == oct(mode)
+
+
+def _process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie nobody reaped yet counts as exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:  # no /proc here: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@pytest.mark.timeout(START_GUARD_S + 3 * STOP_GUARD_S)
+def test_sigterm_stops_the_run_like_ctrl_c_and_cleans_up(tmp_path: Path) -> None:
+    """``kill`` (SIGTERM): the stopped note, a valid notebook, exit 143, and neither the
+    kernel process nor its private connection directory left behind."""
+    temp = tmp_path / "temp"  # the kernel's private directory goes here (TMPDIR), and only ours
+    temp.mkdir()
+    pid_file, running = tmp_path / "kernel.pid", tmp_path / "long-cell-is-running"
+    script = replay(
+        tmp_path,
+        [
+            {"code": f"import os, pathlib\npathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))"},
+            {"code": f"import time\npathlib.Path({str(running)!r}).touch()\ntime.sleep(120)"},
+        ],
+    )
+    args = ("run", EXAMPLES / "penguins.csv", "--replay", script, "-o", "killed.ipynb")
+    with CliProcess(*args, cwd=tmp_path, env={"TMPDIR": str(temp)}) as child:
+        child.wait_until(running.exists, "long cell running")
+        kernel_pid = int(pid_file.read_text())
+        assert [p.name for p in temp.glob("ja-kernel-*")], "the kernel's directory is not where we look"
+        code = child.interrupt(signum=signal.SIGTERM)
+    err = child.stderr
+    assert code == 143, err
+    assert "Traceback" not in err and "ended without conclusions (stopped): terminated (SIGTERM)" in err
+    nb = nbformat.read(tmp_path / "killed.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["jupyter_analyst"]["stop_reason"] == "stopped"
+    assert "stopped at step 2" in nb.cells[-1].source
+    assert not list(temp.glob("ja-kernel-*"))
+    deadline = time.monotonic() + STOP_GUARD_S  # a hang guard: it is normally gone already
+    while not _process_gone(kernel_pid):
+        if time.monotonic() > deadline:
+            os.kill(kernel_pid, signal.SIGKILL)
+            pytest.fail(f"the kernel (pid {kernel_pid}) outlived the run")
+        time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,51 @@ def test_tiny_local_model_through_the_embedded_worker(
     nbformat.validate(nb)
     assert "via http://127.0.0.1" in nb.metadata[META_KEY]["policy"]
     assert nb.cells[-1].metadata[META_KEY]["role"] == "note"
+
+
+@pytest.mark.parametrize(
+    "output, budget, cell_timeout, says",
+    [
+        ("a-file/out.ipynb", Budget(), 60.0, "a-file is not a folder"),
+        ("folder.ipynb", Budget(), 60.0, "is a folder, not a notebook file"),
+        ("out.html", Budget(), 60.0, "must be an .ipynb file"),
+        ("out.ipynb", Budget(max_steps=0), 60.0, "--max-steps must be at least 1"),
+        ("out.ipynb", Budget(max_seconds=-1.0), 60.0, "--max-time must be a positive number"),
+        ("out.ipynb", Budget(), 0.0, "--cell-timeout must be a positive number"),
+    ],
+)
+def test_run_refuses_bad_outputs_and_limits_before_a_kernel_starts(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
+    budget: Budget,
+    cell_timeout: float,
+    says: str,
+) -> None:
+    """Evaluation and collection get the CLI's refusals too (they call ``run_analysis``)."""
+    from jupyter_analyst.errors import InputError
+    from jupyter_analyst.kernel import KernelExecutor
+    from jupyter_analyst.models.scripted import ScriptedPolicy
+
+    def no_kernel(self: KernelExecutor) -> None:
+        raise AssertionError("a kernel was started for a run that should have been refused")
+
+    monkeypatch.setattr(KernelExecutor, "start", no_kernel)
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "folder.ipynb").mkdir()
+    config = RunConfig(EXAMPLES / "penguins.csv", tmp_path / output, budget=budget, cell_timeout=cell_timeout)
+    with pytest.raises(InputError, match=re.escape(says)):
+        run_analysis(config, ScriptedPolicy([final("never")]))
+
+
+def test_saving_keeps_an_existing_notebooks_mode(tmp_path: Path) -> None:
+    """``--overwrite`` of a file the user made 0640 leaves it 0640, as ``open()`` would."""
+    from jupyter_analyst.notebook import NotebookWriter
+
+    path = tmp_path / "shared.ipynb"
+    path.write_text("{}")
+    path.chmod(0o640)
+    writer = NotebookWriter(path, "run-1")
+    writer.save()
+    assert oct(path.stat().st_mode & 0o777) == oct(0o640)
+    nbformat.validate(nbformat.read(path, as_version=4))

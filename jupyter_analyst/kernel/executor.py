@@ -73,6 +73,10 @@ class KernelExecutor(KernelChannel):
             # The kernel's own stdout/stderr (start-up notices, tracebacks of an interrupt
             # during shutdown) must not mix into our caller's terminal.
             log = self._kernel_log = open(os.path.join(self._ipc_dir, "kernel.log"), "ab")  # noqa: SIM115
+            # Held from here on, so that any failure, and a Ctrl-C or SIGTERM in the middle
+            # of the start, shuts down whatever started and removes the private directory.
+            self._km = km
+            self._dead = False
             try:
                 km.start_kernel(
                     cwd=str(self.cwd) if self.cwd else None,
@@ -80,22 +84,19 @@ class KernelExecutor(KernelChannel):
                     stdout=subprocess.DEVNULL,
                     stderr=log,
                 )
-            except Exception as exc:
-                log.close()
-                self._kernel_log = None
-                shutil.rmtree(self._ipc_dir, ignore_errors=True)
-                raise KernelError(f"could not start kernel {self.kernel_name!r}: {exc}") from exc
-            self._km = km
-            self._dead = False
+            except BaseException as exc:
+                self.shutdown()
+                if isinstance(exc, Exception):
+                    raise KernelError(f"could not start kernel {self.kernel_name!r}: {exc}") from exc
+                raise
             try:
                 self._connect()
                 self.prepare()
-            except KernelError:
+            except BaseException as exc:
                 self.shutdown()
+                if isinstance(exc, Exception) and not isinstance(exc, KernelError):
+                    raise KernelError(f"kernel {self.kernel_name!r} did not become ready: {exc}") from exc
                 raise
-            except Exception as exc:
-                self.shutdown()
-                raise KernelError(f"kernel {self.kernel_name!r} did not become ready: {exc}") from exc
 
     def _ensure_started(self) -> None:
         if self._km is None and not self._dead:

@@ -9,6 +9,7 @@ later tools (the live extension, the exporter) can tell them from the user's cel
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,54 @@ def is_agent_cell(cell: dict[str, Any]) -> bool:
     return META_KEY in cell.get("metadata", {})
 
 
+def _proc_umask() -> int | None:
+    """This process's umask as Linux (4.7+) shows it, without changing it; None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _umask_by_setting() -> int:
+    """``os.umask`` reads the mask only by setting it, process-wide, so another thread
+    could create a file with the wrong mask in between: done once, at import, and only
+    where /proc cannot tell."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_IMPORT_UMASK = None if _proc_umask() is not None else _umask_by_setting()
+
+
+def current_umask() -> int:
+    """This process's umask: read live where the system shows it, else the one at import."""
+    live = _proc_umask()
+    if live is not None:
+        return live
+    return _IMPORT_UMASK if _IMPORT_UMASK is not None else 0o022
+
+
+def _mode_for(path: Path) -> int:
+    """What ``open(path, "w")`` would leave: an existing file keeps its permissions, a new
+    one gets 0o666 less the umask."""
+    try:
+        st = path.stat()
+    except OSError:
+        return 0o666 & ~current_umask()
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else 0o666 & ~current_umask()
+
+
 def atomic_write(nb: NotebookNode, path: Path) -> None:
-    """Validate and write ``nb`` so readers only ever see a whole, valid file."""
+    """Validate and write ``nb`` so readers only ever see a whole, valid file.
+
+    The file gets the mode a plain ``open()`` would give it (see ``_mode_for``), not the
+    temp file's private 0o600: a notebook is the user's to share like any other file.
+    """
     nbformat.validate(nb)
     # nbformat.write() would convert (deep-copy) and validate again: 5x slower per step.
     text = nbformat.v4.writes(nb)
@@ -44,6 +91,8 @@ def atomic_write(nb: NotebookNode, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            if hasattr(os, "fchmod"):  # POSIX; Windows has no modes to speak of
+                os.fchmod(fh.fileno(), _mode_for(path))
             fh.write(text)
             if not text.endswith("\n"):
                 fh.write("\n")
