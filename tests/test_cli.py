@@ -431,3 +431,39 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_cleans_up(tmp_path: Path) -> None
             os.kill(kernel_pid, signal.SIGKILL)
             pytest.fail(f"the kernel (pid {kernel_pid}) outlived the run")
         time.sleep(0.1)
+
+
+SECRETS = {
+    "OPENAI_API_KEY": "sk-test-openai-0000",
+    "HF_TOKEN": "hf_test_token_1111",
+    "AWS_SECRET_ACCESS_KEY": "aws-test-secret-2222",
+    "JUPYTER_ANALYST_WORKER_SECRET": "worker-test-secret-3333",
+}
+
+
+def test_secrets_stay_out_of_the_notebook(tmp_path: Path) -> None:
+    names = [*SECRETS, "MY_SETTING"]
+    script = replay(
+        tmp_path,
+        [
+            {"code": f"import os\nfor name in {names!r}:\n    print(name, os.environ.get(name))"},
+            {"code": "print(dict(os.environ))"},
+            {"final_answer": "printed the environment"},
+        ],
+    )
+    proc = cli(
+        "run",
+        EXAMPLES / "penguins.csv",
+        "--replay",
+        script,
+        "-o",
+        "env.ipynb",
+        cwd=tmp_path,
+        env={**SECRETS, "MY_SETTING": "innocent-4444"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "env.ipynb").read_text()
+    assert "MY_SETTING innocent-4444" in text
+    for name, value in SECRETS.items():
+        assert value not in text, name
+        assert f"{name} None" in text

@@ -14,6 +14,7 @@ from jupyter_analyst.agent.prompts import FACTS_COLUMN_RE, FACTS_HEADER_RE, rend
 from jupyter_analyst.agent.types import CellResult, Executor
 from jupyter_analyst.errors import InputError, MissingVariableError
 from jupyter_analyst.kernel import KernelError, KernelExecutor
+from jupyter_analyst.kernel.executor import is_secret_name
 from jupyter_analyst.kernel.facts import FACTS_MIMES, frame_facts_code, parse_facts
 
 BASE_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
@@ -236,3 +237,56 @@ def test_killed_kernel_and_uninterruptible_cell(tmp_path: Path) -> None:
 def test_unknown_kernel_raises() -> None:
     with pytest.raises(KernelError, match="could not start"):
         KernelExecutor(kernel_name="no-such-kernel").start()
+
+
+@pytest.mark.parametrize(
+    "name, secret",
+    [
+        ("OPENAI_API_KEY", True),
+        ("HF_TOKEN", True),
+        ("hf_token", True),
+        ("GITHUB_TOKEN", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("AWS_SESSION_TOKEN", True),
+        ("JUPYTER_ANALYST_WORKER_SECRET", True),
+        ("JUPYTER_TOKEN", True),
+        ("DJANGO_SECRET_KEY", True),
+        ("PGPASSWORD", True),
+        ("DB_PASSWORD", True),
+        ("MYSQL_PWD", True),
+        ("MY_SETTING", False),
+        ("TOKENIZERS_PARALLELISM", False),
+        ("PWD", False),
+        ("PATH", False),
+        ("HOME", False),
+        ("GPG_KEY", False),
+        ("SSH_AUTH_SOCK", False),
+        ("HF_HUB_OFFLINE", False),
+    ],
+)
+def test_which_names_are_secrets(name: str, secret: bool) -> None:
+    assert is_secret_name(name) is secret
+
+
+def test_worker_secret_is_withheld_by_its_own_name() -> None:
+    from jupyter_analyst.models.host import SECRET_ENV
+
+    assert is_secret_name(SECRET_ENV)
+
+
+def test_secrets_stay_out_of_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel runs a model's code into a shared notebook: no API keys, tokens or the
+    worker's secret in its environment; what a caller passes in ``env`` still arrives."""
+    secrets = ["OPENAI_API_KEY", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "JUPYTER_ANALYST_WORKER_SECRET"]
+    for name in secrets:
+        monkeypatch.setenv(name, f"value-of-{name}")
+    monkeypatch.setenv("MY_SETTING", "innocent")
+    names = [*secrets, "MY_SETTING", "PASSED_API_KEY"]
+    with KernelExecutor(timeout=30, env={"PASSED_API_KEY": "on-purpose"}) as kernel:
+        r = kernel.execute(f"import os\nfor n in {names!r}:\n    print(n, os.environ.get(n))")
+    seen = dict(line.split(" ", 1) for line in _text(r).splitlines())
+    assert seen == {
+        **dict.fromkeys(secrets, "None"),
+        "MY_SETTING": "innocent",
+        "PASSED_API_KEY": "on-purpose",
+    }

@@ -21,7 +21,56 @@ from ..errors import KernelError
 from .channel import KernelChannel
 from .outputs import Ending
 
-__all__ = ["KernelExecutor"]
+__all__ = ["KernelExecutor", "is_secret_name", "kernel_environment"]
+
+SECRET_NAMES = frozenset(
+    {
+        "JUPYTER_ANALYST_WORKER_SECRET",  # the embedded model worker's bearer secret (models.host)
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "MYSQL_PWD",
+        "PGPASSWORD",
+        "PGPASSFILE",
+    }
+)
+"""Withheld by name, whatever the patterns below say."""
+
+SECRET_WORDS = frozenset(
+    {"SECRET", "SECRETS", "TOKEN", "TOKENS", "PASSWORD", "PASSWD", "PASSPHRASE", "APIKEY", "CREDENTIALS"}
+)
+"""A name with one of these among its ``_``-separated words is withheld: ``HF_TOKEN``,
+``JUPYTER_TOKEN``, ``DB_PASSWORD``, ``CLIENT_SECRET``; not ``TOKENIZERS_PARALLELISM``."""
+
+SECRET_SUFFIXES = ("_API_KEY", "_ACCESS_KEY", "_SECRET_KEY", "_PRIVATE_KEY", "_AUTH_KEY", "_PWD")
+"""Keys that are credentials (``OPENAI_API_KEY``); other ``*_KEY`` names are kept, since
+plenty of harmless settings end that way."""
+
+
+def is_secret_name(name: str) -> bool:
+    """True for an environment variable that looks like a credential (case-insensitive):
+    listed in ``SECRET_NAMES``, with a word from ``SECRET_WORDS``, ending in one of
+    ``SECRET_SUFFIXES``, containing ``PASSWORD``, or being ``API_KEY`` itself."""
+    upper = name.upper()
+    return (
+        upper in SECRET_NAMES
+        or upper == "API_KEY"
+        or "PASSWORD" in upper
+        or upper.endswith(SECRET_SUFFIXES)
+        or not SECRET_WORDS.isdisjoint(upper.split("_"))
+    )
+
+
+def kernel_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the analysis kernel starts with: ours without credentials, then
+    ``extra`` as given (the escape hatch: what a caller passes on purpose is kept).
+
+    The kernel runs code a model wrote and its outputs land in a notebook that gets
+    shared: an API key it could print would end up there.
+    """
+    env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
+    env.update(extra or {})
+    return env
 
 
 class KernelExecutor(KernelChannel):
@@ -40,7 +89,8 @@ class KernelExecutor(KernelChannel):
         max_single_output_bytes: int = 10_000_000,
         flood_factor: float = 10.0,
     ) -> None:
-        """See ``KernelChannel`` for the limits; ``env`` adds to this process's environment."""
+        """See ``KernelChannel`` for the limits. The kernel gets this process's environment
+        without credentials (``kernel_environment``), plus ``env`` as given."""
         super().__init__(
             timeout=timeout,
             max_output_bytes=max_output_bytes,
@@ -69,7 +119,7 @@ class KernelExecutor(KernelChannel):
                 kernel_name=self.kernel_name, transport="ipc", ip=os.path.join(self._ipc_dir, "k")
             )
             km.shutdown_wait_time = 2.0
-            env = {**os.environ, **self.env}
+            env = kernel_environment(self.env)
             # The kernel's own stdout/stderr (start-up notices, tracebacks of an interrupt
             # during shutdown) must not mix into our caller's terminal.
             log = self._kernel_log = open(os.path.join(self._ipc_dir, "kernel.log"), "ab")  # noqa: SIM115
