@@ -146,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
 
     from ..agent import Budget
     from ..models.select import build_policy, choice_from_args
+    from ..runner import check_limits
     from .harness import EvalConfig, run_suite
+
+    budget = Budget(args.max_steps, args.max_tokens, args.max_time)
+    check_limits(budget, args.cell_timeout)  # one line now, not a harness error per task
 
     output = args.output or Path(f"eval-{args.suite}-{_slug(args)}")
     with build_policy(choice_from_args(args)) as handle:
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  ({handle.note})", file=out)
         config = EvalConfig(
             output=output,
-            budget=Budget(args.max_steps, args.max_tokens, args.max_time),
+            budget=budget,
             cell_timeout=args.cell_timeout,
             workers=args.workers,
             rerun=not args.no_rerun,

@@ -73,6 +73,8 @@ def rerun_notebook(path: Path, timeout: float = 120.0, startup_timeout: float = 
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
+    from ..kernel.executor import kernel_environment
+
     nb = nbformat.read(str(path), as_version=4)
     before = _error_cells(nb)
     ipc = tempfile.mkdtemp(prefix="ja-rerun-")
@@ -91,7 +93,7 @@ def rerun_notebook(path: Path, timeout: float = 120.0, startup_timeout: float = 
     start = time.monotonic()
     detail = ""
     try:
-        client.execute()
+        client.execute(env=kernel_environment())  # no credentials in the re-run kernel either
     except Exception as exc:  # a dead kernel or a failed start: the notebook did not re-run
         detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     finally:

@@ -159,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise InputError("--samples must be at least 1")
+    from ..agent import Budget
+    from ..runner import check_limits
+
+    check_limits(Budget(args.max_steps, None, args.max_time), args.cell_timeout)
     from ..eval.catalog import load_tasks
 
     tasks = load_tasks(args.suite, args.data_dir, args.tasks, args.kind, args.limit)
