@@ -23,6 +23,7 @@ from typing import Any
 from ..agent.prompts import FACTS_COLUMN_RE, FACTS_HEADER_RE
 from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT
 from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
+from ..export import code_span, escape_markdown
 from . import baseline_cells as cells
 
 NAME = "rule-based baseline analyst (no language model)"
@@ -393,14 +394,10 @@ def decide_roles(task: Task, state: State) -> Roles:
 # --------------------------------------------------------------------------- the plan
 
 
-def _md(name: str) -> str:
-    return f"`{name}`" if "`" not in name else name
-
-
 def _pre_clean_steps(task: Task, state: State) -> list[Step]:
     var, rows = task.var, task.rows
     question = (
-        f"**Question:** {task.question}"
+        f"**Question:** {escape_markdown(task.question)}"
         if task.question
         else "**Goal:** explore the data and report its main patterns."
     )
@@ -412,7 +409,7 @@ def _pre_clean_steps(task: Task, state: State) -> list[Step]:
             "intro",
             MARKDOWN_TOOL,
             lambda lv, fx: (
-                f"# Analysis of `{var}`\n\n{question}\n\n"
+                f"# Analysis of {code_span(var)}\n\n{question}\n\n"
                 f"The frame has {rows} rows and {task.cols} columns. Plan: overview, cleaning, "
                 "distributions, relationships, group comparisons, trends over time where there are dates, "
                 "then conclusions.\n\n*Written by the rule-based baseline analyst (no language model).*"
@@ -470,13 +467,13 @@ def _pre_clean_steps(task: Task, state: State) -> list[Step]:
 
     notes = []
     if dates:
-        notes.append("parse " + ", ".join(map(_md, dates)) + " as dates")
+        notes.append("parse " + ", ".join(map(code_span, dates)) + " as dates")
     if numeric_text:
-        notes.append("convert " + ", ".join(map(_md, numeric_text)) + " from text to numbers")
+        notes.append("convert " + ", ".join(map(code_span, numeric_text)) + " from text to numbers")
     if nullable:
         notes.append("store nullable numbers as float")
     if empty:
-        notes.append("drop the empty column(s) " + ", ".join(map(_md, empty)))
+        notes.append("drop the empty column(s) " + ", ".join(map(code_span, empty)))
     if strip:
         notes.append("strip stray whitespace in text")
     notes.append("drop exact duplicate rows")
@@ -528,9 +525,9 @@ def _analysis_steps(task: Task, state: State, r: Roles) -> list[Step]:
     if t or g:
         intro = []
         if t:
-            intro.append(f"The main measure is {_md(t)} ({r.target_why}).")
+            intro.append(f"The main measure is {code_span(t)} ({r.target_why}).")
         if g:
-            intro.append(f"The main grouping column is {_md(g)}.")
+            intro.append(f"The main grouping column is {code_span(g)}.")
         steps.append(Step("dist_md", MARKDOWN_TOOL, lambda lv, fx: "## Distributions\n\n" + " ".join(intro)))
     if t:
         steps.append(
@@ -573,7 +570,8 @@ def _analysis_steps(task: Task, state: State, r: Roles) -> list[Step]:
                 )
             )
     if g and (t or r.group2):
-        title = f"## {_md(t)} by {_md(g)}" if t else f"## {_md(g)} and {_md(r.group2 or '')}"
+        second = code_span(t) if t else code_span(r.group2 or "")
+        title = f"## {second} by {code_span(g)}" if t else f"## {code_span(g)} and {second}"
         body = (
             "Compare the main measure across the (top 10) groups."
             if t
@@ -591,10 +589,10 @@ def _analysis_steps(task: Task, state: State, r: Roles) -> list[Step]:
             )
     if r.date:
         d = r.date
-        what = f"mean {_md(t)}" if t else "the number of rows"
-        per = f"per {r.period}, using {_md(d)}" if r.period != "{date_col}" else f"per {_md(d)}"
+        what = f"mean {code_span(t)}" if t else "the number of rows"
+        per = f"per {r.period}, using {code_span(d)}" if r.period != "{date_col}" else f"per {code_span(d)}"
         hue = g if g and r.group_unique <= 8 else None
-        lines = "; one line per value of " + _md(hue) if hue and t else ""
+        lines = "; one line per value of " + code_span(hue) if hue and t else ""
         steps.append(
             Step(
                 "trend_md",

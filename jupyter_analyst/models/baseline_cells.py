@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import re
 
+from ..export import code_span as code
+from ..export import escape_markdown as esc
+
 SAMPLE_ROWS = 50_000
 """Frames larger than this are sampled for plots (statistics still use every row)."""
 
@@ -538,10 +541,6 @@ def text_lengths(frame: str, col: str, level: int) -> str:
     return _lines(code)
 
 
-def _md(name: str) -> str:
-    return f"`{name}`" if "`" not in name else name
-
-
 # --------------------------------------------------------------------------- the conclusions
 
 
@@ -589,9 +588,9 @@ def conclusions(
         "",
     ]
     head.append(
-        f"**Question:** {question}"
+        f"**Question:** {esc(question)}"
         if question
-        else f"**Question:** none given; a general exploration of `{var}`."
+        else f"**Question:** none given; a general exploration of {code(var)}."
     )
     summary: list[str] = []
     findings: list[str] = []
@@ -612,8 +611,8 @@ def conclusions(
     m = _find(clean, r"^Cleaned frame (\w+): (\d+) rows x (\d+) columns")
     if m:
         findings.append(
-            f"**Cleaning:** analysed the copy `{m[1]}` ({m[2]} rows x {m[3]} columns). "
-            + " ".join(f"{c}." for c in changes)
+            f"**Cleaning:** analysed the copy {code(m[1])} ({m[2]} rows x {m[3]} columns). "
+            + " ".join(f"{esc(c)}." for c in changes)
         )
 
     if t:
@@ -622,9 +621,11 @@ def conclusions(
             rf"^Summary of {re.escape(t)}: mean = {num}, median = {num}, std = {num}, min = {num}, max = {num}, skew = (\S+)$",  # noqa: E501
         )
         if m:
-            summary.append(f"{_md(t)} has mean {m[1]} and median {m[2]} (from {m[4]} to {m[5]}, std {m[3]}).")
+            summary.append(
+                f"{code(t)} has mean {m[1]} and median {m[2]} (from {m[4]} to {m[5]}, std {m[3]})."
+            )
             findings.append(
-                f"**Distribution of {_md(t)}:** mean = {m[1]}, median = {m[2]}, std = {m[3]}, skew = {m[6]}."
+                f"**Distribution of {code(t)}:** mean = {m[1]}, median = {m[2]}, std = {m[3]}, skew = {m[6]}."
             )
         m = _find(
             out.get("outliers", ""),
@@ -632,7 +633,7 @@ def conclusions(
         )
         if m:
             findings.append(
-                f"**Outliers:** {m[3]} rows ({m[4]}%) of {_md(t)} lie outside {m[1]} to {m[2]} (1.5 x IQR rule)."  # noqa: E501
+                f"**Outliers:** {m[3]} rows ({m[4]}%) of {code(t)} lie outside {m[1]} to {m[2]} (1.5 x IQR rule)."  # noqa: E501
             )
     for key, col in (("counts", g), ("counts2", group2)):
         if col:
@@ -642,33 +643,35 @@ def conclusions(
             )
             if m:
                 findings.append(
-                    f"**Most common {_md(col)}:** {m[1]} ({m[2]} rows, {m[3]}% of non-missing values)."
+                    f"**Most common {code(col)}:** {esc(m[1])} ({m[2]} rows, {m[3]}% of non-missing values)."
                 )
                 if not t and key == "counts":
-                    summary.append(f"The most common {_md(col)} is {m[1]} ({m[3]}% of rows).")
+                    summary.append(f"The most common {code(col)} is {esc(m[1])} ({m[3]}% of rows).")
     corr = out.get("corr", "")
     m = _find(corr, rf"^Strongest correlation: (.+): r = {num}$")
     if m:
-        findings.append(f"**Strongest correlation:** {m[1]} (r = {m[2]}{_strength(m[2])}).")
+        findings.append(f"**Strongest correlation:** {esc(m[1])} (r = {m[2]}{_strength(m[2])}).")
         if not t:
-            summary.append(f"The strongest correlation is {m[1]} (r = {m[2]}).")
+            summary.append(f"The strongest correlation is {esc(m[1])} (r = {m[2]}).")
     if t:
         m = _find(corr, rf"^Strongest correlation with {re.escape(t)}: (.+): r = {num}$")
         if m:
-            summary.append(f"It is most correlated with {_md(m[1])} (r = {m[2]}{_strength(m[2])}).")
+            summary.append(f"It is most correlated with {code(m[1])} (r = {m[2]}{_strength(m[2])}).")
     if t and g:
         text = out.get("group", "")
         hi = _find(text, rf"^Highest mean {re.escape(t)}: {re.escape(g)} = (.+) \(mean = {num}, n = (\d+)\)$")
         lo = _find(text, rf"^Lowest mean {re.escape(t)}: {re.escape(g)} = (.+) \(mean = {num}, n = (\d+)\)$")
         if hi and lo:
             detail = (
-                f"highest for {hi[1]} ({hi[2]}, n = {hi[3]}) and lowest for {lo[1]} ({lo[2]}, n = {lo[3]})"
+                f"highest for {esc(hi[1])} ({hi[2]}, n = {hi[3]}) "
+                f"and lowest for {esc(lo[1])} ({lo[2]}, n = {lo[3]})"
             )
-            summary.insert(0 if group_first else len(summary), f"By {_md(g)}, the mean {_md(t)} is {detail}.")
-            findings.append(f"**Mean {_md(t)} by {_md(g)}:** {detail}.")
+            by_group = f"By {code(g)}, the mean {code(t)} is {detail}."
+            summary.insert(0 if group_first else len(summary), by_group)
+            findings.append(f"**Mean {code(t)} by {code(g)}:** {detail}.")
     m = _find(out.get("cross", ""), r"^Most frequent combination: (.+) \((\d+) rows\)$")
     if m:
-        findings.append(f"**Most frequent combination:** {m[1]} ({m[2]} rows).")
+        findings.append(f"**Most frequent combination:** {esc(m[1])} ({m[2]} rows).")
     trend = out.get("trend", "")
     m = _find(trend, rf"^Trend of (.+): {num} \((.+?)\) -> {num} \((.+?)\), (\d+) periods$")
     if m:
@@ -684,10 +687,13 @@ def conclusions(
             )
         except ValueError:
             pass
-        sentence = f"Over time ({m[6]} periods), the {m[1]} went from {m[2]} ({m[3]}) to {m[4]} ({m[5]})"
+        sentence = (
+            f"Over time ({m[6]} periods), the {esc(m[1])} went from {m[2]} ({esc(m[3])}) "
+            f"to {m[4]} ({esc(m[5])})"
+        )
         sentence += f", {direction}" if direction else ""
         peak = _find(trend, rf"^Peak of .+: {num} \((.+)\)$")
-        sentence += f"; its peak was {peak[1]} ({peak[2]})." if peak else "."
+        sentence += f"; its peak was {peak[1]} ({esc(peak[2])})." if peak else "."
         summary.insert(0 if time_first else len(summary), sentence)
         findings.append("**Trend:** " + sentence)
     for key in ("ecdf", "pareto", "positions", "textlen"):
@@ -696,7 +702,7 @@ def conclusions(
             r"^(Quartiles of .+|The top \d+ values of .+|.+ changes value \d+ times along \d+ rows|Length of .+ values: .+)$",  # noqa: E501
         )
         if m:
-            findings.append(m[1] + ".")
+            findings.append(esc(m[1]) + ".")
 
     parts = head + ["", "### Answer" if question else "### Summary", ""]
     parts.append(
@@ -708,9 +714,8 @@ def conclusions(
         parts += ["", "### Findings", ""] + [f"- {f}" for f in findings]
     caveats = []
     for title, error in failures.items():
-        caveats.append(
-            f"The {title} step failed ({error.removeprefix('Error: ')}), so no numbers are quoted from it."
-        )
+        why = esc(error.removeprefix("Error: "))
+        caveats.append(f"The {esc(title)} step failed ({why}), so no numbers are quoted from it.")
     if sampled:
         caveats.append(f"Charts use a random sample of {SAMPLE_ROWS:,} rows; statistics use every row.")
     caveats.append(

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import nbformat
 
+from ..export import code_span, render_html
 from ..notebook.writer import META_KEY, TAG
 from ..session import render_header
 from .runs import ApiError, Run, maybe_await
@@ -51,7 +52,8 @@ def build_report(run: Run, content: dict[str, Any]) -> nbformat.NotebookNode:
     cells = [c for c in nb.cells if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id]
     header = render_header(run.variable, run.question, run.facts or {}, run.policy, run.run_id)
     header += (
-        f"\n\n*From the notebook `{run.path}`; the DataFrame is the variable `{run.variable}` of its kernel.*"
+        f"\n\n*From the notebook {code_span(run.path)}; the DataFrame is the variable "
+        f"{code_span(run.variable)} of its kernel.*"
     )
     report = nbformat.v4.new_notebook()
     report.metadata.update({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
@@ -75,18 +77,14 @@ def build_report(run: Run, content: dict[str, Any]) -> nbformat.NotebookNode:
     return report
 
 
-def _render_html(os_path: Any, nb: nbformat.NotebookNode, ipynb: str, html_path: str) -> str | None:
-    """Write HTML beside ``ipynb`` through ``export_html`` when files live on disk (returns
-    None); otherwise return the HTML text for the contents manager to save."""
-    if os_path is not None:
-        from ..export import export_html
-
-        export_html(Path(os_path(ipynb)), Path(os_path(html_path)))
-        return None
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter(embed_images=True).from_notebook_node(nb)
-    return str(body)
+def _render_html(os_path: Any, nb: nbformat.NotebookNode, html_path: str) -> str | None:
+    """The sanitized HTML of ``nb`` (``export.render_html``): written beside the report when
+    files live on disk (returns None), else returned for the contents manager to save."""
+    body = render_html(nb)
+    if os_path is None:
+        return body
+    Path(os_path(html_path)).write_text(body, encoding="utf-8")
+    return None
 
 
 async def export_run(serverapp: Any, run: Run) -> ExportReply:
@@ -105,7 +103,7 @@ async def export_run(serverapp: Any, run: Run) -> ExportReply:
     cm = serverapp.contents_manager
     html = ipynb[: -len(".ipynb")] + ".html"
     os_path = getattr(cm, "_get_os_path", None)  # FileContentsManager and its async twin
-    body = await asyncio.get_running_loop().run_in_executor(None, _render_html, os_path, report, ipynb, html)
+    body = await asyncio.get_running_loop().run_in_executor(None, _render_html, os_path, report, html)
     if body is not None:
         await maybe_await(cm.save({"type": "file", "format": "text", "content": body}, html))
     return ExportReply(ipynb=ipynb, html=html)
