@@ -3,6 +3,13 @@
 The task message renders the frame's facts (computed in the kernel) in one compact,
 line-oriented form; small models copy column names from it, and the rule-based
 baseline parses it back, so its layout is a contract (see ``FACTS_COLUMN_RE``).
+
+The question is the user's text and the facts are the kernel's, so the two are fenced
+apart: the facts sit between a ``<data_facts>`` line and a ``</data_facts>`` line at the
+end of the message, and every line of the question after its first is quoted with
+``> ``. No line of a question can then be a fence or a facts line, whatever it says
+(``DataFrame `os`: 3 rows x 1 columns``, the fences themselves), and readers of the
+facts (:func:`split_task`) look only inside the fence.
 """
 
 from __future__ import annotations
@@ -41,37 +48,72 @@ FACTS_HEADER_RE = re.compile(
 )
 
 
+FACTS_OPEN = "<data_facts>"
+FACTS_CLOSE = "</data_facts>"
+"""The lines that fence the facts block of :func:`render_task`."""
+QUOTE = "> "
+"""Prefix of every line of the question after its first."""
+DEFAULT_TASK = (
+    "Explore this dataset and report the most important patterns, relationships and anything surprising."
+)
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split())
+
+
 def render_facts(facts: dict[str, Any]) -> str:
-    """Render kernel-computed frame facts (see ``kernel.facts``) as compact text."""
+    """Render kernel-computed frame facts (see ``kernel.facts``) as compact text.
+
+    Every value but the first rows is kept to one line, so data (a file name, a column
+    name) can't add a line that reads as another column or header."""
     lines = [f"DataFrame `{facts['name']}`: {facts['rows']} rows x {facts['cols']} columns"]
     if facts.get("source"):
-        lines.append(f"Loaded from: {facts['source']}")
+        lines.append(f"Loaded from: {_one_line(facts['source'])}")
     lines.append("Columns:")
     for col in facts["columns"]:
         line = (
-            f"- {col['name']}: {col['dtype']}, {col['kind']}, {col['missing']} missing, "
-            f"{col['unique']} unique"
+            f"- {_one_line(col['name'])}: {_one_line(col['dtype'])}, {col['kind']}, "
+            f"{col['missing']} missing, {col['unique']} unique"
         )
         if col.get("example") not in (None, ""):
-            line += f", e.g. {col['example']}"
+            line += f", e.g. {_one_line(col['example'])}"
         lines.append(line)
     if facts.get("omitted_columns"):
         lines.append(f"(+{facts['omitted_columns']} more columns not listed)")
     if facts.get("date_columns"):
-        lines.append("Date columns: " + ", ".join(facts["date_columns"]))
+        lines.append("Date columns: " + ", ".join(_one_line(d) for d in facts["date_columns"]))
     if facts.get("head"):
         lines.append("First rows:\n" + facts["head"])
     return "\n".join(lines)
 
 
 def render_task(facts: dict[str, Any], question: str | None) -> str:
-    """The first user message: the question (or a general brief) and the frame's facts."""
-    ask = (
-        question.strip()
-        if question and question.strip()
-        else (
-            "Explore this dataset and report the most important patterns, relationships and "
-            "anything surprising."
-        )
+    """The first user message: the question (or a general brief), then the frame's facts
+    fenced off at the end (see the module docstring)."""
+    lines = [line.rstrip() for line in (question or "").strip().splitlines()] or [DEFAULT_TASK]
+    ask = "\n".join([lines[0], *(QUOTE + line if line else QUOTE.rstrip() for line in lines[1:])])
+    return f"Task: {ask}\n\n{FACTS_OPEN}\n{render_facts(facts)}\n{FACTS_CLOSE}"
+
+
+def split_task(text: str) -> tuple[str, str | None]:
+    """(question, facts) of a :func:`render_task` message; facts is None without a fence.
+
+    The facts are what lies between the first line that is exactly the opening fence (no
+    line of the question can be) and the last closing fence; the question is the text
+    before it, unquoted. A message of another shape is all question.
+    """
+    lines = text.split("\n")
+    try:
+        start = lines.index(FACTS_OPEN)
+        end = len(lines) - 1 - lines[::-1].index(FACTS_CLOSE)
+    except ValueError:
+        start = end = -1
+    asked = lines[:start] if 0 <= start < end else lines
+    question = "\n".join(
+        line.removeprefix(QUOTE.rstrip()).removeprefix(" ") if i else line for i, line in enumerate(asked)
     )
-    return f"Task: {ask}\n\n{render_facts(facts)}"
+    question = question.removeprefix("Task:").strip()
+    if not 0 <= start < end:
+        return question, None
+    return question, "\n".join(lines[start + 1 : end])

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..agent.prompts import FACTS_COLUMN_RE, FACTS_HEADER_RE
+from ..agent.prompts import DEFAULT_TASK, FACTS_COLUMN_RE, FACTS_HEADER_RE, split_task
 from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT
 from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
 from ..export import code_span, escape_markdown
@@ -28,7 +28,6 @@ from . import baseline_cells as cells
 
 NAME = "rule-based baseline analyst (no language model)"
 
-_DEFAULT_TASK = "Explore this dataset and report the most important patterns"
 _ERROR_RE = re.compile(r"^Error: ", re.MULTILINE)
 _NUMERIC_TEXT_RE = re.compile(r"^\s*[-+]?[$€£]?\s*\d[\d,]*(\.\d+)?\s*%?\s*$")
 _DATEY_RE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
@@ -93,17 +92,17 @@ class Task:
 
 
 def parse_task(messages: list[Message]) -> Task:
-    """Read the question and facts from the task message (``render_task``'s layout)."""
+    """Read the question and facts from the task message (``render_task``'s layout); the
+    facts only from inside their fence, so a question can't forge them."""
     users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
     text = next((u for u in users if u.startswith("Task:")), users[0] if users else "")
-    header = FACTS_HEADER_RE.search(text)
-    question = text[: header.start()] if header else text
-    question = question.removeprefix("Task:").strip()
-    if question.startswith(_DEFAULT_TASK):
+    question, facts = split_task(text)
+    if question == DEFAULT_TASK:
         question = ""
-    if not header:
+    header = FACTS_HEADER_RE.match(facts) if facts is not None else None
+    if facts is None or header is None:
         return Task(question=question)
-    body = text[header.end() :].split("\nFirst rows:", 1)[0]
+    body = facts[header.end() :].split("\nFirst rows:", 1)[0]
     columns = []
     for i, m in enumerate(FACTS_COLUMN_RE.finditer(body)):
         name, dtype = m["name"], m["dtype"]
