@@ -179,6 +179,10 @@ async def run_user_cell(
                     started.set()
         reply: dict[str, Any] = (await kc.get_shell_msg(timeout=120))["content"]
         reply["outputs"] = outputs
+        # The server learns of the idle state from its own iopub stream, a moment later;
+        # until then the extension would still see the kernel busy (GET dataframes: 409).
+        while getattr(km, "execution_state", "idle") == "busy" and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         return reply
     finally:
         kc.stop_channels()
