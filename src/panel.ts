@@ -515,7 +515,11 @@ export class AnalystPanel extends Panel {
     // a run seen active when the panel began to follow it ended in front of the user (a
     // replayed old run passes through its past states too, so they don't count)
     const endedHere = this._followedActive && previous?.run_id === status.run_id;
-    this._run = status;
+    // status frames after a run's first leave out the question, which never changes
+    this._run =
+      status.question === undefined && previous?.run_id === status.run_id
+        ? { ...status, question: previous.question }
+        : status;
     if (!isActive(status.state) && (previous?.state !== status.state || this._conclusions.isHidden)) {
       void this._showOutcome(endedHere);
       if (endedHere) {

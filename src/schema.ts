@@ -43,6 +43,7 @@ export interface IProfilesReply {
 export interface IRunRequest {
   path: string;
   variable: string;
+  /** At most 4,000 characters (a longer one is a 400). */
   question?: string | null;
   /** 1..200 */
   max_steps?: number | null;
@@ -70,12 +71,15 @@ export function isActive(state: RunState): boolean {
   return !FINAL_STATES.includes(state);
 }
 
-/** GET runs/{id}, and the reply of POST runs. */
+/**
+ * GET runs/{id}, and the reply of POST runs (every field present). A run's `status` frames
+ * after its first leave out `question`, which never changes: keep the one seen first.
+ */
 export interface IRunStatus {
   run_id: string;
   path: string;
   variable: string;
-  question: string | null;
+  question?: string | null;
   state: RunState;
   step: number;
   max_steps: number;
@@ -179,7 +183,7 @@ export interface IRunFinishedEvent {
   created: string[];
 }
 
-/** Server-side frame sent on every state change of the run. */
+/** Server-side frame sent on every state change of the run (`question` only in the first). */
 export interface IStatusEvent {
   type: 'status';
   status: IRunStatus;

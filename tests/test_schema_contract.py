@@ -84,7 +84,7 @@ TS_MUTATIONS: list[tuple[str, list[tuple[str, str]], list[str]]] = [
     ),
     (
         "optional -> required",
-        [("  question?: string | null;", "  question: string | null;")],
+        [("400). */\n  question?: string | null;", "400). */\n  question: string | null;")],
         ["IRunRequest.question: required in schema.ts, may be left out in Python"],
     ),
     (

@@ -215,6 +215,9 @@ async def test_full_run_in_live_notebook(
 
     kinds = [f["type"] for f in frames]
     assert kinds[0] == "status" and kinds[-1] == "status" and "run_finished" in kinds
+    statuses = [f["status"] for f in frames if f["type"] == "status"]
+    assert statuses[0]["question"] == "How does body mass differ by species?" == final["question"]
+    assert len(statuses) > 3 and not any("question" in s for s in statuses[1:])  # said once
     assert {"step_started", "model_replied", "cell_added", "cell_executed"} <= set(kinds)
     added = [f["cell_id"] for f in frames if f["type"] == "cell_added"]
     assert added == final["cells"]
@@ -371,6 +374,54 @@ async def test_one_run_per_kernel_across_notebooks(
     _, other = await api(jp_fetch, *RUNS, method="POST", expect=201, body={"path": second, "variable": "df"})
     final = await wait_run(jp_fetch, other["run_id"])
     assert final["state"] == "finished" and final["path"] == second, final
+
+
+@asynctest
+async def test_size_limits_and_ended_runs_histories(
+    jp_fetch: Any, jp_ws_fetch: Any, analyst_app: Any, live_notebook: Any, tmp_path: Path
+) -> None:
+    """Long questions and names are refused; an ended run beyond the newest
+    ``keep_run_events`` replays only its result, and still exports."""
+    await live_notebook()
+    for body, field in (
+        ({"path": NB_PATH, "variable": "df", "question": "x" * 4001}, "question"),
+        ({"path": NB_PATH, "variable": "d" * 201}, "variable"),
+        ({"path": "a/" * 2100 + "n.ipynb", "variable": "df"}, "path"),
+    ):
+        _, error = await api(jp_fetch, *RUNS, method="POST", body=body, expect=400)
+        assert error["message"].startswith(f"bad run request: {field}: String should have at most")
+        assert len(error["message"]) < 200  # the refused text is not echoed back
+    _, runs = await api(jp_fetch, *RUNS, expect=200)
+    assert runs == []
+
+    analyst_app.keep_run_events = 1
+    quick = tmp_path / "quick.json"
+    quick.write_text(json.dumps([{"code": "df.shape"}, {"final_answer": "344 rows."}]))
+    analyst_app.replay = str(quick)
+    question = "é" * 4000  # characters, not bytes
+    ids = []
+    for _ in range(3):
+        _, status = await api(
+            jp_fetch,
+            *RUNS,
+            method="POST",
+            expect=201,
+            body={"path": NB_PATH, "variable": "df", "question": question},
+        )
+        assert status["question"] == question
+        ids.append(status["run_id"])
+        assert (await wait_run(jp_fetch, status["run_id"]))["state"] == "finished"
+    oldest, kept, newest = [await events_of(jp_ws_fetch, run_id) for run_id in ids]
+    assert [f["type"] for f in oldest] == ["run_finished", "status"]  # compacted at the third start
+    assert oldest[0]["answer"] == "344 rows." and oldest[1]["status"]["question"] == question
+    assert oldest[1]["status"]["state"] == "finished" and oldest[1]["status"]["cells"]
+    for frames in (kept, newest):  # the newest ended run (and the active one) keep every event
+        assert {"step_started", "cell_added", "cell_executed", "run_finished"} <= {f["type"] for f in frames}
+        statuses = [f["status"] for f in frames if f["type"] == "status"]
+        assert statuses[0]["question"] == question and not any("question" in s for s in statuses[1:])
+    _, status = await api(jp_fetch, *RUNS, ids[0], expect=200)
+    assert status["question"] == question and status["answer"] == "344 rows."
+    await api(jp_fetch, *RUNS, ids[0], "export", method="POST", expect=201)
 
 
 def count_interrupts(serverapp: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -74,6 +74,12 @@ class JupyterAnalyst(ExtensionApp):
         help="Seconds a stopped run gets to end by itself before the server ends it (the loop may "
         "be inside a slow model call).",
     )
+    keep_run_events = Int(
+        20,
+        config=True,
+        help="Ended runs (the newest) whose every event is kept for replay in the sidebar; older "
+        "ones replay only their result and final status (their cells stay in the notebook).",
+    )
     model_idle_timeout = Float(
         900.0,
         config=True,
@@ -104,6 +110,7 @@ class JupyterAnalyst(ExtensionApp):
             max_output_bytes=self.max_output_bytes,
             check_timeout=self.check_timeout,
             stop_timeout=self.stop_timeout,
+            keep_events=self.keep_run_events,
         )
 
     # -- policies ----------------------------------------------------------------------

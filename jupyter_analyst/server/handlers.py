@@ -184,8 +184,9 @@ class RunsHandler(_Base):
         A run executes cells in the kernel and reads and writes the notebook: it needs
         ``execute`` on ``kernels`` and ``read`` and ``write`` on ``contents`` (checked
         before the body is read).
-        Status: 201 RunStatus (state ``starting``); 400 bad body, unknown profile, not a
-        DataFrame or an empty one; 401/403 not authenticated/authorized (403 also without
+        Status: 201 RunStatus (state ``starting``); 400 bad body (a question over 4,000
+        characters, say: ``schema.RunRequest``), unknown profile, not a DataFrame or an
+        empty one; 401/403 not authenticated/authorized (403 also without
         one of those permissions); 404 notebook, kernel or variable not found; 409 the
         notebook already has an active run, or another notebook sharing its kernel has
         one (the message names it); 503 jupyter-collaboration is not enabled.
@@ -298,13 +299,14 @@ class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: 
         self._pump_task = asyncio.ensure_future(self._pump())
 
     async def _pump(self) -> None:
+        frames = self.run.frames  # this list: compacting an ended run replaces it, never cuts it
         sent = 0
         try:
             while True:
-                while sent < len(self.run.frames):
-                    await self.write_message(self.run.frames[sent])
+                while sent < len(frames):
+                    await self.write_message(frames[sent])
                     sent += 1
-                if self.run.done.is_set() and sent >= len(self.run.frames):
+                if self.run.done.is_set() and sent >= len(frames):
                     break
                 await self.run.wait_frames(sent)
         except (WebSocketClosedError, asyncio.CancelledError):

@@ -62,6 +62,7 @@ class RunSettings:
     max_output_bytes: int = 1_000_000
     check_timeout: float = 10.0
     stop_timeout: float = 1.5
+    keep_events: int = 20
 
 
 @dataclass
@@ -85,11 +86,14 @@ class Run:
     answer: str | None = None
     error: str | None = None
     frames: list[str] = field(default_factory=list)
+    compacted: bool = False
+    """True once ``compact`` dropped the step-by-step frames."""
     closed: bool = False
     document: LiveDocument | None = None
     executor: ManagedKernelExecutor | None = None
     session: Session | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _status_sent: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -129,7 +133,24 @@ class Run:
         self._changed = asyncio.Event()
 
     def emit_status(self) -> None:
-        self.emit({"type": "status", "status": self.status().model_dump(mode="json")})
+        """A ``status`` frame: the whole RunStatus the first time, then without ``question``,
+        which never changes (4,000 characters in each of a run's dozens of frames add up)."""
+        exclude = {"question"} if self._status_sent else None
+        self._status_sent = True
+        self.emit({"type": "status", "status": self.status().model_dump(mode="json", exclude=exclude)})
+
+    def compact(self) -> None:
+        """Free an ended run's step-by-step frames: its replay becomes its ``run_finished``
+        frame (when it has one) and one full status. The list is replaced, not cut, so a
+        websocket already replaying the old one finishes it."""
+        if self.compacted or not self.done.is_set():
+            return
+        finished = next(
+            (f for f in reversed(self.frames) if json.loads(f).get("type") == "run_finished"), None
+        )
+        status = json.dumps({"type": "status", "status": self.status().model_dump(mode="json")})
+        self.frames = [finished, status] if finished is not None else [status]
+        self.compacted = True
 
     async def wait_frames(self, seen: int) -> None:
         """Return once there are more than ``seen`` frames or the run has ended."""
@@ -167,6 +188,13 @@ class RunManager:
     def active_on_kernel(self, kernel_id: str) -> Run | None:
         """The active run in this kernel, whatever its notebook (sessions may share a kernel)."""
         return next((r for r in self.runs.values() if r.kernel_id == kernel_id and r.active), None)
+
+    def compact_ended(self) -> None:
+        """Keep the full event history of the newest ``keep_events`` ended runs only; older
+        ones replay just their result (their cells stay in the notebook)."""
+        ended = [run for run in reversed(self.runs.values()) if run.done.is_set()]
+        for run in ended[max(0, self.settings.keep_events) :]:
+            run.compact()
 
     # -- start -------------------------------------------------------------------------
     async def start(self, req: RunRequest, choice: PolicyChoice, label: str) -> Run:
@@ -232,6 +260,7 @@ class RunManager:
             background_setup=True,
         )
         self.runs[run.run_id] = run  # reserved now: a second POST meanwhile gets 409
+        self.compact_ended()  # runs end between starts: this bounds the histories kept
         run.emit_status()
         self._watch(run, True)
         # An idle kernel is checked before we answer, so a typo is a 404, not a failed run.

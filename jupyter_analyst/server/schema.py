@@ -19,6 +19,13 @@ ACTIVE_STATES: frozenset[str] = frozenset({"starting", "running", "stopping"})
 
 ProfileKind = Literal["embedded", "openai", "baseline"]
 
+QUESTION_MAX_CHARS = 4000
+"""A question is a few sentences; one of megabytes would ride into the prompt and the report."""
+NAME_MAX_CHARS = 200
+"""Variable, profile and cell-id names."""
+PATH_MAX_CHARS = 4096
+"""Linux's own limit on a path."""
+
 
 class DataFrameInfo(BaseModel):
     """One pandas DataFrame variable of a kernel (names starting with ``_`` are skipped)."""
@@ -49,16 +56,25 @@ class ProfilesReply(BaseModel):
 
 
 class RunRequest(BaseModel):
-    """Body of ``POST runs``. Unknown fields are rejected (400) so typos surface early."""
+    """Body of ``POST runs``. Unknown fields are rejected (400) so typos surface early, and
+    every string is bounded (400) so no request can make the server hold megabytes."""
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(min_length=1, description="API path of the notebook, relative to the server root")
-    variable: str = Field(min_length=1, description="name of the DataFrame variable in its kernel")
-    question: str | None = None
+    path: str = Field(
+        min_length=1,
+        max_length=PATH_MAX_CHARS,
+        description="API path of the notebook, relative to the server root",
+    )
+    variable: str = Field(
+        min_length=1, max_length=NAME_MAX_CHARS, description="name of the DataFrame variable in its kernel"
+    )
+    question: str | None = Field(default=None, max_length=QUESTION_MAX_CHARS)
     max_steps: int | None = Field(default=None, ge=1, le=200)
-    profile: str | None = None
-    after_cell_id: str | None = Field(default=None, description="insert the agent's cells after this cell")
+    profile: str | None = Field(default=None, max_length=NAME_MAX_CHARS)
+    after_cell_id: str | None = Field(
+        default=None, max_length=NAME_MAX_CHARS, description="insert the agent's cells after this cell"
+    )
 
     @field_validator("variable")
     @classmethod
@@ -77,10 +93,13 @@ class RunRequest(BaseModel):
 
 
 class RunStatus(BaseModel):
+    """A run's state. Replies always carry every field; a run's ``status`` frames after its
+    first leave out ``question``, which never changes (docs/server-api.md)."""
+
     run_id: str
     path: str
     variable: str
-    question: str | None
+    question: str | None = Field(default=None, description="left out of status frames after the first")
     state: RunState
     step: int
     max_steps: int
