@@ -19,14 +19,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import posixpath
 import threading
 import uuid
 from typing import Any
 
 from pycrdt import Map, Text
 
-from ..agent.types import CellAdded, CellExecuted, CellRole, Event
+from ..agent.types import CellAdded, CellExecuted, CellRole, Event, RunFinished
+from ..errors import AnalystError
 from ..notebook.writer import META_KEY, RAISES_TAG, agent_metadata
+
+
+class SaveError(AnalystError):
+    """The notebook could not be saved at the end of a run (its cells went to a rescue copy)."""
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        return await value
+    return value
 
 
 def source_hash(text: str) -> str:
@@ -50,8 +62,15 @@ class LiveDocument:
     """The run's cells in one notebook's shared document. Use only on the server loop."""
 
     def __init__(self, ydoc_ext: Any, path: str, run_id: str, after_cell_id: str | None = None) -> None:
+        from jupyter_server_ydoc.utils import encode_file_path, room_id_from_encoded_path
+
         self.ydoc_ext = ydoc_ext
+        self.serverapp = ydoc_ext.serverapp
         self.path = path
+        """Where the notebook was when the run started (``current_path`` follows renames)."""
+        self.file_ids = self.serverapp.web_app.settings["file_id_manager"]
+        self.file_id: str = self.file_ids.index(path)
+        self.room_id = room_id_from_encoded_path(encode_file_path("json", "notebook", self.file_id))
         self.run_id = run_id
         self.anchor = after_cell_id
         """The cell the next agent cell goes after; None: the end of the notebook."""
@@ -66,13 +85,18 @@ class LiveDocument:
         self.lock = asyncio.Lock()
         """Serialises changes, so they apply in the order the run made them."""
 
+    @property
+    def current_path(self) -> str | None:
+        """The notebook's path now: a rename through Jupyter keeps its file id (None: deleted)."""
+        path: str | None = self.file_ids.get_path(self.file_id)
+        return path
+
     async def document(self) -> Any:
-        """The room's own document (``copy=False``: a fork's edits would go nowhere)."""
-        ynb = await self.ydoc_ext.get_document(
-            path=self.path, content_type="notebook", file_format="json", copy=False, create=True
-        )
+        """The room's own document (``copy=False``: a fork's edits would go nowhere), found by
+        the file's id, so a notebook renamed in JupyterLab mid-run is followed."""
+        ynb = await self.ydoc_ext.get_document(room_id=self.room_id, copy=False, create=True)
         if ynb is None:
-            raise RuntimeError(f"could not open the shared document of {self.path}")
+            raise RuntimeError(f"could not open the shared document of {self.current_path or self.path}")
         return ynb
 
     @staticmethod
@@ -146,19 +170,66 @@ class LiveDocument:
             if RAISES_TAG not in tags:
                 meta["tags"] = [*tags, RAISES_TAG]
 
-    async def save(self) -> None:
-        """Ask the room to save now rather than after its debounce delay (best effort)."""
-        try:
-            file_id = self.ydoc_ext.serverapp.web_app.settings["file_id_manager"].index(self.path)
-            from jupyter_server_ydoc.utils import encode_file_path, room_id_from_encoded_path
+    async def _save_now(self) -> None:
+        """Have the room write the file now, not after its debounce delay, and wait for it."""
+        room = await self.ydoc_ext.ywebsocket_server.get_room(self.room_id)
+        task = room._save_to_disc()  # what jupyter-collaboration's manual save calls
+        if task is not None:
+            await asyncio.wait_for(asyncio.shield(task), timeout=30)
 
-            room_id = room_id_from_encoded_path(encode_file_path("json", "notebook", file_id))
-            room = await self.ydoc_ext.ywebsocket_server.get_room(room_id)
-            task = room._save_to_disc()  # what jupyter-collaboration's manual save calls
-            if task is not None:
-                await asyncio.wait_for(asyncio.shield(task), timeout=10)
-        except Exception:
-            pass  # the room's autosave still writes the file after its delay
+    async def flush(self) -> None:
+        """Write the finished steps to disk (a crash then loses at most the step in flight);
+        a failure here is only logged: ``save`` at the end checks and rescues."""
+        try:
+            await self._save_now()
+        except Exception as exc:
+            self.serverapp.log.warning("jupyter-analyst: could not save %s: %s", self.current_path, exc)
+
+    async def save(self) -> str:
+        """Save now and check the run's cells reached the file; return its path.
+
+        The room logs a failed save and goes on, so the file is read back. When the run's
+        cells are not there (the notebook was moved or deleted outside Jupyter), the whole
+        document is written to a rescue notebook beside where it was, and ``SaveError``
+        says where: the run's work is never lost silently.
+        """
+        ynb = await self.document()
+        mine = set(self.cell_ids)
+        expected = [c["id"] for c in ynb.ycells if c.get("id") in mine]
+        path = self.current_path
+        problem = ""
+        try:
+            await self._save_now()
+            if path is None:
+                problem = "the notebook was deleted"
+            else:
+                cm = self.serverapp.contents_manager
+                model = await _maybe_await(cm.get(path, content=True, type="notebook"))
+                on_disk = {c.get("id") for c in model["content"]["cells"]}
+                missing = [i for i in expected if i not in on_disk]
+                if missing:
+                    problem = f"{len(missing)} of the run's cells are not in {path}"
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if not problem:
+            return path or self.path
+        rescue = await self._rescue(ynb)
+        raise SaveError(
+            f"could not save the notebook {path or self.path} ({problem}; was it moved or deleted "
+            f"outside Jupyter?); the run's cells were written to {rescue}"
+        )
+
+    async def _rescue(self, ynb: Any) -> str:
+        """Write the whole shared document to a new notebook beside the original."""
+        cm = self.serverapp.contents_manager
+        folder, name = posixpath.split(self.current_path or self.path)
+        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+        if folder and not await _maybe_await(cm.dir_exists(folder)):
+            folder = ""
+        target = posixpath.join(folder, f"{stem}-analyst-rescue-{self.run_id}.ipynb")
+        content = ynb.get()
+        await _maybe_await(cm.save({"type": "notebook", "format": "json", "content": content}, target))
+        return target
 
     # -- the run's events (server loop; callers hold ``lock``) ----------------------------
     def doc_id(self, loop_id: str) -> str:
@@ -244,6 +315,12 @@ class LiveSink:
                 with self._mutex:
                     self._latest.pop(event.cell_id, None)  # the final outputs supersede them
             await self.document.apply(event)
+            if isinstance(event, RunFinished):
+                await self.document.save()  # checked: a run never ends with unsaved cells
+            elif isinstance(event, CellExecuted) or (
+                isinstance(event, CellAdded) and event.cell_type == "markdown"
+            ):
+                await self.document.flush()  # a finished step is on disk
 
     async def _show(self, cell_id: str) -> None:
         async with self.document.lock:

@@ -403,7 +403,7 @@ class RunManager:
         run.done.set()
         if run.document is not None and run.session is not None and run.session.wrote:
             # save now rather than after the room's delay
-            task = asyncio.ensure_future(run.document.save())
+            task = asyncio.ensure_future(run.document.flush())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -427,7 +427,7 @@ class RunManager:
     async def _release(self, run: Run) -> None:
         self._watch(run, False)
         if run.document is not None and run.session is not None and run.session.wrote:
-            await run.document.save()
+            await run.document.flush()
 
     # -- stop --------------------------------------------------------------------------
     async def stop(self, run_id: str) -> Run:
