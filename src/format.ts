@@ -93,7 +93,8 @@ const STATE_LABELS: Record<RunState, string> = {
   finished: 'Finished',
   stopping: 'Stopping',
   stopped: 'Stopped',
-  failed: 'Failed'
+  failed: 'Failed',
+  interrupted: 'Interrupted'
 };
 
 export function stateLabel(state: RunState): string {

@@ -58,13 +58,15 @@ export type RunState =
   | 'finished'
   | 'stopping'
   | 'stopped'
-  | 'failed';
+  | 'failed'
+  | 'interrupted';
 
 /** The states after which nothing more happens in a run. */
 export const FINAL_STATES: ReadonlyArray<RunState> = [
   'finished',
   'stopped',
-  'failed'
+  'failed',
+  'interrupted'
 ];
 
 export function isActive(state: RunState): boolean {

@@ -91,8 +91,10 @@ TS_MUTATIONS: list[tuple[str, list[tuple[str, str]], list[str]]] = [
         "RunState literal removed",
         [("  | 'stopping'\n", "")],
         [
-            "type RunState: schema.ts says 'failed' | 'finished' | 'running' | 'starting' | 'stopped', ",
-            "IRunStatus.state: schema.ts says 'failed' | 'finished' | 'running' | 'starting' | 'stopped', ",
+            "type RunState: schema.ts says 'failed' | 'finished' | 'interrupted' | 'running' | "
+            "'starting' | 'stopped', ",
+            "IRunStatus.state: schema.ts says 'failed' | 'finished' | 'interrupted' | 'running' | "
+            "'starting' | 'stopped', ",
         ],
     ),
     (
@@ -208,7 +210,9 @@ def _set(
     return lambda d: {**d, key: value(d)} if d["type"] == kind else d
 
 
-MORE_STATES = Literal["starting", "running", "finished", "stopping", "stopped", "failed", "paused"]
+MORE_STATES = Literal[
+    "starting", "running", "finished", "stopping", "stopped", "failed", "interrupted", "paused"
+]
 
 PY_MUTATIONS: list[tuple[str, Callable[[], PySchema], list[str]]] = [
     (
@@ -257,8 +261,9 @@ PY_MUTATIONS: list[tuple[str, Callable[[], PySchema], list[str]]] = [
             aliases={"RunState": MORE_STATES},
         ),
         [
-            "IRunStatus.state: schema.ts says 'failed' | 'finished' | 'running' | 'starting' | 'stopped' | "
-            "'stopping', Python sends 'failed' | 'finished' | 'paused' |",
+            "IRunStatus.state: schema.ts says 'failed' | 'finished' | 'interrupted' | 'running' | "
+            "'starting' | 'stopped' | 'stopping', Python sends 'failed' | 'finished' | 'interrupted' | "
+            "'paused' |",
             "type RunState: schema.ts says",
         ],
     ),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int, Unicode
+from traitlets import Float, Int, Unicode, default
 
 from ..models.select import PolicyChoice, build_policy
 from .handlers import handlers
@@ -74,6 +74,19 @@ class JupyterAnalyst(ExtensionApp):
         help="Seconds a stopped run gets to end by itself before the server ends it (the loop may "
         "be inside a slow model call).",
     )
+    journal_dir = Unicode(
+        config=True,
+        help="Folder of the run journals (one JSON-lines file per run: what it did, step by step), "
+        "so a server that crashed mid-run still lists the run, as interrupted, and notes it in its "
+        "notebook. Default: <jupyter data dir>/jupyter_analyst/runs; empty string turns journals off.",
+    )
+
+    @default("journal_dir")
+    def _default_journal_dir(self) -> str:
+        from jupyter_core.paths import jupyter_data_dir
+
+        return str(Path(jupyter_data_dir()) / "jupyter_analyst" / "runs")
+
     keep_run_events = Int(
         20,
         config=True,
@@ -111,6 +124,7 @@ class JupyterAnalyst(ExtensionApp):
             check_timeout=self.check_timeout,
             stop_timeout=self.stop_timeout,
             keep_events=self.keep_run_events,
+            journal_dir=Path(self.journal_dir) if self.journal_dir else None,
         )
 
     # -- policies ----------------------------------------------------------------------
@@ -177,8 +191,14 @@ class JupyterAnalyst(ExtensionApp):
             self._reaper = asyncio.ensure_future(self._reap())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        """jupyter_server's async start hook: the loop is running, start the idle reaper."""
+        """jupyter_server's async start hook: the loop is running, start the idle reaper and
+        read the run journals of earlier servers (a run one of them never finished is noted
+        as interrupted)."""
         self.start_reaper()
+        try:
+            await self.manager.recover()
+        except Exception:
+            self.log.exception("jupyter-analyst: could not read the run journals")
 
     async def stop_extension(self) -> None:
         """Server shutdown: end active runs, stop the reaper, close every policy."""

@@ -22,13 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import nbformat
+
 from ..agent import Budget, CellAdded, CellExecuted, Event, RunFinished, StepStarted, StopReason
 from ..agent.types import Policy
 from ..agent.wire import event_to_dict
 from ..errors import AnalystError, InputError, KernelError, MissingVariableError
 from ..kernel import ManagedKernelExecutor
 from ..models.select import PolicyChoice, PolicyHandle
+from ..notebook.writer import META_KEY, agent_metadata
 from ..session import RunSpec, Session
+from .journal import JournalRecord, RunJournal, read_journals
 from .kernelio import kernel_busy, managed_executor, normalize_path, session_kernel_id
 from .live import LiveDocument, LiveSink
 from .policies import PolicyPool
@@ -63,6 +67,8 @@ class RunSettings:
     check_timeout: float = 10.0
     stop_timeout: float = 1.5
     keep_events: int = 20
+    journal_dir: Path | None = None
+    """Where run journals go (None: no journal, as in embedded test servers)."""
 
 
 @dataclass
@@ -92,6 +98,9 @@ class Run:
     document: LiveDocument | None = None
     executor: ManagedKernelExecutor | None = None
     session: Session | None = None
+    journal: RunJournal | None = None
+    recorded_cells: list[str] = field(default_factory=list)
+    """The cells of a run read back from its journal (it has no live document)."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _status_sent: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -102,7 +111,7 @@ class Run:
 
     @property
     def cells(self) -> list[str]:
-        return list(self.document.cell_ids) if self.document else []
+        return list(self.document.cell_ids) if self.document else list(self.recorded_cells)
 
     @property
     def facts(self) -> dict[str, Any] | None:
@@ -318,7 +327,7 @@ class RunManager:
 
         try:
             refusal = self._check(run, busy)
-            answered = self._call(self._answer(checked, refusal))
+            answered = self._call(self._answer(run, checked, refusal))
             if refusal is not None:
                 if not answered:  # the request had already been accepted
                     self._call(self._fail(run, refusal.message))
@@ -341,9 +350,15 @@ class RunManager:
             except Exception:
                 pass
 
-    @staticmethod
-    async def _answer(checked: asyncio.Future[None], refusal: ApiError | None) -> bool:
-        """Give ``POST runs`` the check's verdict; False when it stopped waiting for it."""
+    async def _answer(self, run: Run, checked: asyncio.Future[None], refusal: ApiError | None) -> bool:
+        """Give ``POST runs`` the check's verdict; False when it stopped waiting for it.
+
+        An accepted run starts its journal here, before any of its events can exist.
+        """
+        if refusal is None and self.settings.journal_dir is not None:
+            run.journal = RunJournal(self.settings.journal_dir, run.run_id)
+            assert run.document is not None
+            run.journal.start(run.status().model_dump(mode="json"), run.kernel_id, run.document.file_id)
         if checked.done():
             return False
         if refusal is not None:
@@ -364,10 +379,14 @@ class RunManager:
         elif isinstance(event, RunFinished):
             await self._end(run, event)
             return
+        if run.document is not None:
+            run.path = run.document.current_path or run.path  # renamed in JupyterLab: follow it
         frame = event_to_dict(event)
         if isinstance(event, (CellAdded, CellExecuted)) and run.document is not None:
             frame["cell_id"] = run.document.doc_id(event.cell_id)
         run.emit(frame)
+        if run.journal is not None:
+            run.journal.write(frame)
         if isinstance(event, (StepStarted, CellExecuted)):
             run.emit_status()
 
@@ -386,7 +405,10 @@ class RunManager:
         else:
             run.state = "finished"  # a budget ran out: ended normally, without conclusions
         run.stop_reason = reason.value
-        run.emit(event_to_dict(finished))
+        frame = event_to_dict(finished)
+        run.emit(frame)
+        if run.journal is not None:
+            run.journal.write(frame)
         self._close(run)
 
     async def _fail(self, run: Run, error: str) -> None:
@@ -401,6 +423,8 @@ class RunManager:
         run.ended = _now()
         run.emit_status()
         run.done.set()
+        if run.journal is not None:
+            run.journal.end(run.status().model_dump(mode="json"))
         if run.document is not None and run.session is not None and run.session.wrote:
             # save now rather than after the room's delay
             task = asyncio.ensure_future(run.document.flush())
@@ -450,9 +474,14 @@ class RunManager:
         """End the session from here (its thread is stuck, e.g. in a model call)."""
         assert run.session is not None
         # Off the loop: the session's note and events are marshalled back onto it.
-        await asyncio.get_running_loop().run_in_executor(
-            None, run.session.abandon, StopReason.STOPPED, detail
-        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, run.session.abandon, StopReason.STOPPED, detail
+            )
+        except Exception as exc:  # the final save failed (the cells went to a rescue copy)
+            await self._fail(
+                run, str(exc) if isinstance(exc, AnalystError) else f"{type(exc).__name__}: {exc}"
+            )
         if not run.done.is_set():
             await self._fail(run, detail)  # it never got far enough to end as a run
 
@@ -468,6 +497,93 @@ class RunManager:
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close_all)
+
+    # -- after a restart ---------------------------------------------------------------
+    async def recover(self) -> None:
+        """List the runs of earlier servers from their journals (GET runs survives a restart).
+
+        A journal without an end record belongs to a run the server never finished: it
+        crashed or was killed. That run shows as ``interrupted``, and its notebook gets a
+        note cell after the run's last cell saying where it stopped (once: the journal
+        then records the end).
+        """
+        folder = self.settings.journal_dir
+        if folder is None:
+            return
+        records = await asyncio.get_running_loop().run_in_executor(None, read_journals, folder)
+        for record in records:
+            if record.run_id in self.runs:
+                continue
+            status = dict((record.end or {}).get("status") or record.start["status"])
+            run = Run(
+                run_id=record.run_id,
+                path=str(status.get("path") or ""),
+                variable=str(status.get("variable") or ""),
+                question=status.get("question"),
+                max_steps=int(status.get("max_steps") or 0),
+                choice=PolicyChoice(),
+                policy=str(status.get("policy") or ""),
+                kernel_id=str(record.start.get("kernel_id") or ""),
+                state=status.get("state") or "failed",
+                step=int(status.get("step") or 0),
+                started=str(status.get("started") or ""),
+                ended=status.get("ended"),
+                stop_reason=status.get("stop_reason"),
+                answer=status.get("answer"),
+                error=status.get("error"),
+                recorded_cells=[str(c) for c in status.get("cells") or record.cells],
+                closed=True,
+            )
+            if record.end is None:
+                await self._interrupted(run, record)
+            run.frames = [json.dumps(f, default=str) for f in record.frames]
+            run.emit_status()
+            run.done.set()
+            self.runs[run.run_id] = run
+        self.compact_ended()
+
+    async def _interrupted(self, run: Run, record: JournalRecord) -> None:
+        """Mark a run the server never finished, note it in its notebook, end its journal."""
+        step = max(run.step, record.last_step)
+        run.state, run.ended, run.step = "interrupted", _now(), step
+        run.error = f"the server stopped while the run was in progress (at step {step})"
+        file_id = record.start.get("file_id")
+        path = (
+            self.serverapp.web_app.settings["file_id_manager"].get_path(file_id) if file_id else None
+        ) or run.path
+        run.path = path
+        noted = ""
+        try:
+            noted = await self._note_interrupted(run, path, step)
+        except Exception as exc:
+            self.log.warning(
+                "jupyter-analyst: could not note the interrupted run %s in %s: %s", run.run_id, path, exc
+            )
+        if noted:
+            run.recorded_cells.append(noted)
+        RunJournal(record.path.parent, run.run_id).end(
+            run.status().model_dump(mode="json"), noted=bool(noted)
+        )
+
+    async def _note_interrupted(self, run: Run, path: str, step: int) -> str:
+        """Put the note after the run's last cell in the notebook file; return its id."""
+        cm = self.serverapp.contents_manager
+        model = await maybe_await(cm.get(path, content=True, type="notebook"))
+        nb = nbformat.from_dict(model["content"])
+        mine = [
+            i
+            for i, c in enumerate(nb.cells)
+            if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id
+        ]
+        text = (
+            f"*Run interrupted: the server stopped (it crashed or was killed) while the run was in "
+            f"progress, at step {step}. Each step above was saved when it finished; the analyst's "
+            "conclusions were never written.*"
+        )
+        note = nbformat.v4.new_markdown_cell(text, metadata=agent_metadata(run.run_id, step, "note"))
+        nb.cells.insert(mine[-1] + 1 if mine else len(nb.cells), note)
+        await maybe_await(cm.save({"type": "notebook", "format": "json", "content": nb}, path))
+        return str(note.id)
 
 
 async def maybe_await(value: Any) -> Any:

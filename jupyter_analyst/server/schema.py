@@ -11,8 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-RunState = Literal["starting", "running", "finished", "stopping", "stopped", "failed"]
-"""starting: policy loading / checks; stopping: stop asked, not yet ended."""
+RunState = Literal["starting", "running", "finished", "stopping", "stopped", "failed", "interrupted"]
+"""starting: policy loading / checks; stopping: stop asked, not yet ended; interrupted: the
+server stopped (crashed, was killed) during the run, as a restarted server finds it."""
 
 ACTIVE_STATES: frozenset[str] = frozenset({"starting", "running", "stopping"})
 """States in which a run still owns its notebook (a second run gets 409)."""
