@@ -10,6 +10,7 @@ with an error instead of running them, to exercise the baseline's fix path.
 from __future__ import annotations
 
 import re
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ import pandas as pd
 import pytest
 
 from jupyter_analyst.agent import AgentLoop, Budget, CellAdded, CellExecuted, Event, ModelReplied, RunFinished
+from jupyter_analyst.agent.names import cell_names
 from jupyter_analyst.agent.prompts import render_task
 from jupyter_analyst.agent.tools import CODE_TOOL, MARKDOWN_TOOL, TOOLS
 from jupyter_analyst.agent.types import CellResult, Executor, Message
 from jupyter_analyst.kernel import InProcessExecutor
 from jupyter_analyst.kernel.facts import frame_facts_code, parse_facts
 from jupyter_analyst.models.baseline import NAME, BaselineAnalyst, parse_task
+from jupyter_analyst.models.baseline_names import FALLBACK_SUFFIX, MODULES, NAMES, suffix_of
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Run:
     messages: list[Message]
     warnings: list[str]
     injected: list[CellResult]
+    var: str = "df"
 
     @property
     def finished(self) -> RunFinished:
@@ -67,6 +71,11 @@ class Run:
     def figures(self) -> list[dict[str, Any]]:
         return [f for r in self.results for f in r.facts if f.get("type") == "figure"]
 
+    @property
+    def suffix(self) -> str | None:
+        """The suffix of the run's variable names, as its names cell printed it."""
+        return suffix_of(self.printed())
+
     def printed(self, stream: str = "stdout") -> str:
         """Everything the cells showed as text on ``stream`` (and as plain-text results)."""
         texts = []
@@ -95,6 +104,17 @@ class FailingSteps:
         return self.inner.execute(code, cell_id)
 
 
+def user_names(shell: Any) -> dict[str, list[str]]:
+    """The user's names (not IPython's own), with the module a module alias holds: what a
+    session protects (the loop refuses a cell that would rebind one)."""
+    hidden = shell.user_ns_hidden
+    return {
+        name: [value.__name__] if isinstance(value, types.ModuleType) else []
+        for name, value in shell.user_ns.items()
+        if not name.startswith("_") and hidden.get(name, hidden) is not value
+    }
+
+
 def drive(
     shell: Any,
     df: pd.DataFrame,
@@ -102,23 +122,36 @@ def drive(
     policy: BaselineAnalyst | None = None,
     fail: dict[int, str] | None = None,
     max_turns: int = 40,
+    *,
+    var: str = "df",
+    namespace: dict[str, Any] | None = None,
+    reset: bool = True,
 ) -> Run:
-    """One run of the real loop on ``df``, recording every warning its cells raise."""
-    shell.reset(new_session=False)
-    shell.user_ns.update(pd=pd, df=df.copy())
+    """One run of the real loop on ``df`` (the variable ``var``, beside ``namespace``),
+    recording every warning its cells raise; ``reset=False`` keeps the namespace (and the
+    frame) of the run before. The user's names are protected, as in a session."""
+    if reset:
+        shell.reset(new_session=False)
+        shell.user_ns.update({"pd": pd, var: df.copy()})
+    shell.user_ns.update(namespace or {})
+    protected = user_names(shell)
     executor = InProcessExecutor(shell, timeout=0)  # pytest-timeout guards the test
     loop: AgentLoop | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         executor.prepare()
         try:
-            facts = parse_facts(executor.run_silent(frame_facts_code("df")))  # empty frames too
+            facts = parse_facts(executor.run_silent(frame_facts_code(var)))  # empty frames too
             cells = FailingSteps(executor, fail or {}, lambda: loop.step if loop else 0)
-            loop = AgentLoop(policy or BaselineAnalyst(), cells, Budget(max_steps=max_turns))
+            loop = AgentLoop(
+                policy or BaselineAnalyst(), cells, Budget(max_steps=max_turns), protected_names=protected
+            )
             events = list(loop.run(render_task(facts, question)))
         finally:
             executor.release()
-    run = Run(events, loop.messages, [f"{w.category.__name__}: {w.message}" for w in caught], cells.injected)
+    run = Run(
+        events, loop.messages, [f"{w.category.__name__}: {w.message}" for w in caught], cells.injected, var
+    )
     assert run.finished.reason.natural, f"no final_answer within {max_turns} turns: {run.finished}"
     return run
 
@@ -140,6 +173,11 @@ def check(run: Run, min_figures: int = 3) -> None:
     assert not missing, (missing, run.answer)
     n_calls = sum(1 for m in run.messages if m["role"] == "assistant")
     assert n_calls <= 25
+    # Every name a cell binds is one the names cell checked (under the run's suffix).
+    suffix = run.suffix if run.suffix is not None else FALLBACK_SUFFIX
+    allowed = {name + suffix for name in (*NAMES, *MODULES, f"{run.var}_clean")}
+    for code in run.cells[1:]:
+        assert set(cell_names(code).origins) <= allowed, (set(cell_names(code).origins) - allowed, code)
 
 
 def _datasets() -> dict[str, pd.DataFrame]:
@@ -222,8 +260,8 @@ def test_error_gets_one_simpler_fix_then_moves_on(sh: Any, datasets: dict[str, p
 
 
 def test_missing_seaborn_falls_back_to_matplotlib(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
-    run = drive(sh, datasets["iris"], fail={1: "Error: ModuleNotFoundError: No module named 'seaborn'"})
-    later = run.cells[1:]
+    run = drive(sh, datasets["iris"], fail={2: "Error: ModuleNotFoundError: No module named 'seaborn'"})
+    later = run.cells[2:]  # after the names cell and the overview that failed
     assert later[0].startswith("# Simpler version of the overview") and "import seaborn" not in later[0]
     assert all("sns." not in c for c in later)
     check(run)
@@ -442,3 +480,171 @@ def test_rendered_task_stays_compact() -> None:
         parse_task([{"role": "user", "content": "Task: unfenced\n\nDataFrame `os`: 3 rows x 1 columns"}]).var
         == "df"
     )  # noqa: E501
+
+
+# --------------------------------------------------------------------------- the user's names
+
+
+def user_objects() -> dict[str, Any]:
+    """Names a user's notebook often holds; the analysis must leave every one as it is."""
+    from matplotlib.figure import Figure
+
+    fig = Figure()  # not pyplot's: the inline backend would show a pyplot figure in a run's cell
+    return {
+        "summary": "the user's summary",
+        "corr": pd.DataFrame({"mine": [1.0]}),
+        "table": {"kept": True},
+        "counts": [3, 2, 1],
+        "df_clean": pd.DataFrame({"user": [1, 2]}),
+        "fig": fig,
+        "ax": fig.subplots(),
+        "plot_df": pd.DataFrame({"plot": [0]}),
+        "values": np.arange(3),
+        "np": "not numpy",  # a module alias holding something else is the user's too
+        "i": 7,
+    }
+
+
+def assert_untouched(shell: Any, before: dict[str, Any]) -> None:
+    changed = [name for name, value in before.items() if shell.user_ns.get(name, before) is not value]
+    assert changed == [], changed
+
+
+@pytest.mark.parametrize("name", ["penguins", "seattle_weather", "airports"])
+def test_users_names_are_never_rebound(sh: Any, datasets: dict[str, pd.DataFrame], name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    mine = {**user_objects(), "plt": plt}  # pyplot itself: importing it again is no rebinding
+    run = drive(sh, datasets[name], namespace=mine)
+    check(run)  # also: no cell was refused by the loop's check of protected names
+    assert run.suffix == "_2"
+    assert_untouched(sh, mine)
+    assert isinstance(sh.user_ns["df_clean_2"], pd.DataFrame) and sh.user_ns["np_2"] is np
+    assert "import numpy as np_2" in run.cells[1] and "df_clean_2 = df.copy()" in "\n".join(run.cells)
+    assert "`df_clean_2`" in run.answer
+
+
+def test_a_second_run_keeps_the_first_runs_variables(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    first = drive(sh, datasets["penguins"])
+    assert first.suffix == ""
+    before = {k: v for k, v in sh.user_ns.items() if not k.startswith("_")}
+    assert {"df_clean", "summary", "corr", "fig", "ax"} <= set(before)
+    second = drive(sh, datasets["penguins"], "Which island has the heaviest penguins?", reset=False)
+    check(second)
+    assert second.suffix == "_2"
+    assert_untouched(sh, before)
+
+
+def test_a_frame_named_like_the_analysis_variables(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    """The user's frame is called ``summary``: it stays the frame, the group table is ``summary_2``."""
+    run = drive(sh, datasets["penguins"], var="summary")
+    check(run)
+    frame = sh.user_ns["summary"]
+    assert isinstance(frame, pd.DataFrame) and frame.shape == (344, 8)
+    assert run.suffix == "_2" and "summary_clean_2 = summary.copy()" in "\n".join(run.cells)
+    assert any("summary_2 = (" in c for c in run.cells)
+
+
+def test_names_cell_failing_twice_falls_back_to_a_rare_suffix(
+    sh: Any, datasets: dict[str, pd.DataFrame]
+) -> None:
+    err = "Error: NameError: name 'globals' is not defined"
+    run = drive(sh, datasets["iris"], fail={1: err, 2: err}, namespace=user_objects())
+    check(run)
+    assert run.suffix is None and "df_clean_ja = df.copy()" in "\n".join(run.cells)
+    assert "variable names step failed" in run.answer
+
+
+def _every_cell_template() -> list[str]:
+    from jupyter_analyst.models import baseline_cells as cells
+    from jupyter_analyst.models.baseline_names import FRAME
+
+    out, plot = "df_clean", "plot_df"
+    sources = [
+        cells.describe(FRAME, True, True),
+        cells.describe_simple(FRAME),
+        cells.clean(
+            FRAME,
+            out,
+            dedupe=True,
+            strip_text=True,
+            date_cols=["d"],
+            numeric_text_cols=["n"],
+            nullable_cols=["k"],
+            empty_cols=["e"],
+            sample=True,
+        ),
+        cells.clean_simple(FRAME, out, True),
+        cells.pareto(out, "g"),
+        cells.positions(out, "g"),
+    ]
+    for lv in (0, 1, 2):
+        sources += [
+            cells.overview(FRAME, lv),
+            cells.missing(FRAME, True, lv),
+            cells.distribution(out, plot, "t", lv, True),
+            cells.outliers(out, plot, "t", lv),
+            cells.counts(out, "g", lv),
+            cells.correlation(out, ["a", "t"], "t", lv),
+            cells.scatter(out, plot, "a", "t", "g", lv),
+            cells.group_compare(out, plot, "t", "g", lv),
+            cells.crosstab(out, "g", "h", lv),
+            cells.trend(out, "d", "t", "MS", "month", True, "g", lv),
+            cells.trend(out, "year", None, None, "{date_col}", False, None, lv),
+            cells.ecdf(out, "t", lv),
+            cells.text_lengths(out, "x", lv),
+        ]
+    return sources
+
+
+def test_names_lists_every_name_a_cell_binds_and_renaming_keeps_the_code() -> None:
+    import ast
+
+    from jupyter_analyst.models.baseline_names import FRAME, finalize
+
+    mapping = {name: name + "_2" for name in (*NAMES, *MODULES)} | {FRAME: "table"}
+
+    class Renamed(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.Name:
+            return ast.Name(id=mapping.get(node.id, node.id), ctx=node.ctx)
+
+        def visit_alias(self, node: ast.alias) -> ast.alias:
+            return ast.alias(name=node.name, asname=node.asname and mapping.get(node.asname, node.asname))
+
+    for source in _every_cell_template():
+        assert set(cell_names(source).origins) <= {*NAMES, *MODULES, "df_clean"}, source
+        final = finalize(source, "table", "_2")
+        expected = ast.dump(Renamed().visit(ast.parse(source)))
+        assert ast.dump(ast.parse(final)) == expected, final
+        assert FRAME not in final
+        assert {name.removesuffix("_2") for name in cell_names(final).origins} <= {
+            *NAMES,
+            *MODULES,
+            "df_clean",
+        }
+        assert all(name.endswith("_2") or name == "df_clean" for name in cell_names(final).origins)
+
+
+def test_rename_touches_names_only() -> None:
+    from jupyter_analyst.models.baseline_names import rename
+
+    code = (
+        "col = 'température col'  # col stays in this comment\n"
+        'print(f"{col!r}: {values.mean():.3f} col {summary.loc[col, \'col\']}", col="col")\n'
+        "values.col = [col for col in values]\n"
+        "fig, ax = plt.subplots()"
+    )
+    renamed = rename(code, {"col": "col_2", "values": "values_2", "fig": "fig_2"})
+    assert renamed == (
+        "col_2 = 'température col'  # col stays in this comment\n"
+        'print(f"{col_2!r}: {values_2.mean():.3f} col {summary.loc[col_2, \'col\']}", col="col")\n'
+        "values_2.col = [col_2 for col_2 in values_2]\n"
+        "fig_2, ax = plt.subplots()"
+    )
+    assert rename("import numpy as np\nimport matplotlib.pyplot as plt", {"np": "np_2", "plt": "plt_2"}) == (
+        "import numpy as np_2\nimport matplotlib.pyplot as plt_2"
+    )
+    with pytest.raises(ValueError, match="parameters"):
+        rename("f = lambda p: p + 1", {"p": "p_2"})
+    with pytest.raises(ValueError, match="import"):
+        rename("import os", {"os": "os_2"})

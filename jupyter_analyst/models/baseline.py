@@ -25,6 +25,7 @@ from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT
 from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
 from ..export import code_span, escape_markdown
 from . import baseline_cells as cells
+from . import baseline_names as naming
 
 NAME = "rule-based baseline analyst (no language model)"
 
@@ -197,6 +198,15 @@ class Step:
     title: str = ""
 
 
+def run_suffix(state: State) -> str:
+    """The suffix of this run's variable names, as the names cell printed it (see
+    ``baseline_names``): "" before it ran, a fallback when it could not say."""
+    if "names" not in state.status:
+        return ""
+    found = naming.suffix_of(state.output.get("names", ""))
+    return naming.FALLBACK_SUFFIX if found is None else found
+
+
 # --------------------------------------------------------------------------- roles
 
 
@@ -273,7 +283,7 @@ def _literal_names(pattern: str, text: str) -> set[str]:
 def decide_roles(task: Task, state: State) -> Roles:
     """Pick target, groups and time axis; uses the cleaning cell's report of what changed."""
     cleaned = state.status.get("clean") == "ok"
-    frame = f"{task.var}_clean" if cleaned else task.var
+    frame = f"{task.var}_clean{run_suffix(state)}" if cleaned else naming.FRAME
     report = state.output.get("clean", "")
     converted = _literal_names(r"^Converted (.+) to numbers \(", report)
     parsed = _literal_names(r"^Parsed (.+) as dates \(", report)
@@ -394,7 +404,7 @@ def decide_roles(task: Task, state: State) -> Roles:
 
 
 def _pre_clean_steps(task: Task, state: State) -> list[Step]:
-    var, rows = task.var, task.rows
+    var, rows = naming.FRAME, task.rows  # code names the frame FRAME; see baseline_names
     question = (
         f"**Question:** {escape_markdown(task.question)}"
         if task.question
@@ -408,12 +418,13 @@ def _pre_clean_steps(task: Task, state: State) -> list[Step]:
             "intro",
             MARKDOWN_TOOL,
             lambda lv, fx: (
-                f"# Analysis of {code_span(var)}\n\n{question}\n\n"
+                f"# Analysis of {code_span(task.var)}\n\n{question}\n\n"
                 f"The frame has {rows} rows and {task.cols} columns. Plan: overview, cleaning, "
                 "distributions, relationships, group comparisons, trends over time where there are dates, "
                 "then conclusions.\n\n*Written by the rule-based baseline analyst (no language model).*"
             ),
         ),
+        Step("names", CODE_TOOL, lambda lv, fx: naming.names_cell(f"{task.var}_clean"), "variable names"),
         Step("overview", CODE_TOOL, lambda lv, fx: cells.overview(var, lv), "overview"),
     ]
     if rows == 0:
@@ -430,7 +441,7 @@ def _pre_clean_steps(task: Task, state: State) -> list[Step]:
                 "summary statistics",
             )
         )
-    out = f"{var}_clean"
+    out = f"{task.var}_clean{run_suffix(state)}"
     names = [c.name for c in task.columns]
     dates = [
         c.name
@@ -486,7 +497,7 @@ def _pre_clean_steps(task: Task, state: State) -> list[Step]:
             "clean_md",
             MARKDOWN_TOOL,
             lambda lv, fx: (
-                f"## Cleaning\n\nWork on a copy, `{out}`, so `{var}` stays as loaded: "
+                f"## Cleaning\n\nWork on a copy, `{out}`, so `{task.var}` stays as loaded: "
                 + "; ".join(notes)
                 + "."
                 + sample_note
@@ -752,6 +763,8 @@ class BaselineAnalyst:
             state.record(step.key, is_fix, observation)
         step, level, is_fix = next_action(task, state)
         text = step.build(level, is_fix) or ""
+        if step.tool == CODE_TOOL and step.key != "names":
+            text = naming.finalize(text, task.var, run_suffix(state))
         if is_fix and step.tool == CODE_TOOL:
             text = f"# Simpler version of the {step.title} step after the error above\n{text}"
         call = ToolCall(
