@@ -113,8 +113,8 @@ class KernelChannel:
         a caller can spend waiting on the model; the next request waits for it first.
         """
         with self._lock:
-            if self._prepared:
-                return
+            if self._prepared or self._stop.is_set():
+                return  # a stopped run leaves the kernel as it found it
             self._ensure_started()
             self._prepared = True
             if background:

@@ -10,6 +10,7 @@ user's kernel is never restarted: a cell that ignores its interrupt is left runn
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -59,11 +60,20 @@ class ManagedKernelExecutor(KernelChannel):
             kc = BlockingKernelClient()
             kc.load_connection_info(cast(KernelConnectionInfo, self.connection_info))  # own Session id
             kc.start_channels()
-            try:
-                kc.wait_for_ready(timeout=self.startup_timeout if timeout is None else timeout)
-            except Exception as exc:
-                kc.stop_channels()
-                raise KernelError(f"the notebook's kernel did not answer: {exc}", ename="NoReply") from None
+            limit = self.startup_timeout if timeout is None else timeout
+            deadline = time.monotonic() + limit
+            while True:  # in slices: a stop while the user's cell keeps the kernel busy ends the wait
+                try:
+                    kc.wait_for_ready(timeout=min(1.0, max(0.1, deadline - time.monotonic())))
+                    break
+                except Exception as exc:
+                    if self._stop.is_set() or time.monotonic() >= deadline:
+                        kc.stop_channels()
+                        if self._stop.is_set():
+                            raise KernelError("the run was stopped", ename="Stopped") from None
+                        raise KernelError(
+                            f"the notebook's kernel did not answer within {limit:g}s: {exc}", ename="NoReply"
+                        ) from None
             self._kc = kc
             return self
 

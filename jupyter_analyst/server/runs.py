@@ -101,6 +101,8 @@ class Run:
     journal: RunJournal | None = None
     recorded_cells: list[str] = field(default_factory=list)
     """The cells of a run read back from its journal (it has no live document)."""
+    kept_facts: dict[str, Any] | None = None
+    """The frame's facts once the session is let go (the report header needs them)."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _status_sent: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -115,7 +117,7 @@ class Run:
 
     @property
     def facts(self) -> dict[str, Any] | None:
-        return self.session.facts if self.session else None
+        return self.session.facts if self.session else self.kept_facts
 
     def status(self) -> RunStatus:
         return RunStatus(
@@ -449,9 +451,13 @@ class RunManager:
                 pass
 
     async def _release(self, run: Run) -> None:
+        """The run's thread is done: flush, and let go of what an ended run no longer needs
+        (the conversation, the kernel client), keeping its facts for a report."""
         self._watch(run, False)
         if run.document is not None and run.session is not None and run.session.wrote:
             await run.document.flush()
+        if run.done.is_set() and run.session is not None:
+            run.kept_facts, run.session, run.executor = run.session.facts, None, None
 
     # -- stop --------------------------------------------------------------------------
     async def stop(self, run_id: str) -> Run:
