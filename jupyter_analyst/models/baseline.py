@@ -10,6 +10,10 @@ planner, so it can continue any prefix of its own run and two equal conversation
 get the same reply. Numbers in its conclusions are copied from lines its cells printed
 (fixed formats, see ``baseline_cells``), never computed here, so they are grounded by
 construction; a failed cell is reported as failed rather than quoted.
+
+It works in the user's kernel without touching the user's variables: its first code cell
+asks the kernel which suffix keeps its names free (``baseline_names``), and the text it
+writes from data (column names, values) is escaped so it shows literally in markdown.
 """
 
 from __future__ import annotations
