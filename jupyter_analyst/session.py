@@ -33,6 +33,7 @@ from .agent.types import CellResult, Message, Policy, stop_note
 from .errors import AnalystError, BackendError, InputError, KernelError
 from .kernel.channel import OutputListener
 from .kernel.facts import USER_NAMES_CODE, frame_facts_code, parse_facts, parse_user_names
+from .notebook.markdown import code_span, escape_markdown
 
 
 class NotebookSink(Protocol):
@@ -94,18 +95,19 @@ class RunOutcome:
 def render_header(
     subject: str, question: str | None, facts: dict[str, Any], analyst: str, run_id: str
 ) -> str:
-    """The markdown header of a notebook the analyst writes from scratch (or a report)."""
+    """The markdown header of a notebook the analyst writes from scratch (or a report); the
+    file name, the question and the analyst's label are shown literally, never as markup."""
     when = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M")
+    asked = escape_markdown(question) if question and question.strip() else "general exploration"
+    shape = f"{facts.get('rows', '?')} rows x {facts.get('cols', '?')} columns"
     lines = [
-        f"# Analysis of `{subject}`",
+        f"# Analysis of {code_span(subject)}",
         "",
-        f"**Question:** {question.strip()}"
-        if question and question.strip()
-        else "**Question:** general exploration",
+        f"**Question:** {asked}",
         "",
-        f"**Dataset:** `{subject}`, {facts.get('rows', '?')} rows x {facts.get('cols', '?')} columns",
+        f"**Dataset:** {code_span(subject)}, {shape}",
         "",
-        f"**Analyst:** {analyst}",
+        f"**Analyst:** {escape_markdown(analyst)}",
         "",
         f"*Written by jupyter-analyst {__version__} on {when}, run `{run_id}`. Cells tagged "
         "`jupyter-analyst` were written by the analyst; everything re-runs top to bottom.*",

@@ -29,9 +29,10 @@ pytest.register_assert_rewrite("server_conftest")
 from server_conftest import *  # noqa: E402, F403  (the server fixtures, module-local)
 from server_conftest import asynctest  # noqa: E402
 
-from jupyter_analyst.export import clean_html, code_span, escape_markdown, export_html  # noqa: E402
+from jupyter_analyst.export import clean_html, export_html  # noqa: E402
 from jupyter_analyst.models.baseline import NAME, BaselineAnalyst  # noqa: E402
 from jupyter_analyst.notebook import META_KEY  # noqa: E402
+from jupyter_analyst.notebook.markdown import code_span, escape_markdown  # noqa: E402
 from jupyter_analyst.runner import RunConfig, run_analysis  # noqa: E402
 
 SCRIPT = "<script>alert(1)</script>"

@@ -27,7 +27,7 @@ from typing import Any
 from ..agent.prompts import DEFAULT_TASK, FACTS_COLUMN_RE, FACTS_HEADER_RE, split_task
 from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT
 from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
-from ..export import code_span, escape_markdown
+from ..notebook.markdown import code_span, escape_markdown
 from . import baseline_cells as cells
 from . import baseline_names as naming
 

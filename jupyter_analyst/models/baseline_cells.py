@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 
-from ..export import code_span as code
-from ..export import escape_markdown as esc
+from ..notebook.markdown import code_span as code
+from ..notebook.markdown import escape_markdown as esc
 
 SAMPLE_ROWS = 50_000
 """Frames larger than this are sampled for plots (statistics still use every row)."""

@@ -15,7 +15,8 @@ from typing import Any, cast
 
 import nbformat
 
-from ..export import code_span, render_html
+from ..export import render_html
+from ..notebook.markdown import code_span
 from ..notebook.writer import META_KEY, TAG
 from ..session import render_header
 from .runs import ApiError, Run, maybe_await
