@@ -31,10 +31,15 @@ from server_conftest import (  # noqa: E402
     USER_CODE,
     api,
     asynctest,
+    run_user_cell,
     wait_run,
     ydoc,
 )
 
+from jupyter_analyst.agent.types import AssistantTurn, Message, ToolSpec  # noqa: E402
+from jupyter_analyst.errors import BackendError  # noqa: E402
+from jupyter_analyst.models.scripted import ScriptedPolicy, code  # noqa: E402
+from jupyter_analyst.models.select import PolicyHandle  # noqa: E402
 from jupyter_analyst.notebook import META_KEY  # noqa: E402
 
 RUNS = ("jupyter-analyst", "runs")
@@ -110,6 +115,89 @@ async def test_a_notebook_moved_on_disk_mid_run_is_rescued_not_lost(
     assert all(cell in ids for cell in final["cells"])  # nothing the run wrote is lost
     assert any((c.metadata.get(META_KEY) or {}).get("role") == "conclusions" for c in nb.cells)
     assert user_cells(nb.cells) == ORIGINAL
+
+
+# --------------------------------------------------------------------------- faults during a live run
+
+
+class CrashingModel:
+    """A model backend that answers twice, then dies (a worker killed mid-run)."""
+
+    name = "crashing model"
+
+    def __init__(self) -> None:
+        self.script = ScriptedPolicy([code("x_agent = 1"), code("print(x_agent + 1)")])
+
+    def __call__(self, messages: list[Message], tools: list[ToolSpec]) -> AssistantTurn:
+        if sum(1 for m in messages if m["role"] == "assistant") >= 2:
+            raise BackendError("the model worker exited (killed by the OOM killer?)")
+        return self.script(messages, tools)
+
+
+LIVE_FAULTS: dict[str, tuple[list[dict[str, Any]] | None, str, str | None]] = {
+    "50 MB of output": (
+        [{"code": "print('x' * 50_000_000)"}, {"code": "print('after')"}, {"final_answer": "It printed."}],
+        "finished",
+        "final_answer",
+    ),
+    "the kernel is killed (SIGKILL)": (
+        [{"code": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"}, {"final_answer": "never"}],
+        "failed",
+        "kernel_died",
+    ),
+    "the model backend dies mid-run": (None, "failed", "model_error"),
+    "the user deletes an agent cell mid-run": (
+        [{"code": "import time\ntime.sleep(1.5)\nprint('agent output')"}, {"final_answer": "Done."}],
+        "finished",
+        "final_answer",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(LIVE_FAULTS))
+@asynctest
+async def test_live_faults_keep_the_users_cells_variables_and_a_valid_notebook(
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+    analyst_app: Any,
+    live_notebook: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+) -> None:
+    kernel_id = await live_notebook()
+    script, state, reason = LIVE_FAULTS[fault]
+    if script is None:
+        model = CrashingModel()
+        monkeypatch.setattr(analyst_app.pool, "factory", lambda choice: PolicyHandle(model, model.name))
+    else:
+        path = tmp_path / "fault.json"
+        path.write_text(json.dumps(script))
+        analyst_app.replay = str(path)
+    body = {"path": NB_PATH, "variable": "df"}
+    _, status = await api(jp_fetch, *RUNS, method="POST", expect=201, body=body)
+    doc = await ydoc(jp_serverapp)
+    if fault == "the user deletes an agent cell mid-run":
+        await first_agent_cell(jp_serverapp)
+        mine = next(i for i, c in enumerate(doc.ycells) if META_KEY in c["metadata"].to_py())
+        del doc.ycells[mine]
+    final = await wait_run(jp_fetch, status["run_id"])
+    assert (final["state"], final["stop_reason"]) == (state, reason), final
+    cells = doc.get()["cells"]
+    assert user_cells(cells) == ORIGINAL
+    if reason != "final_answer":
+        assert cells[-1]["metadata"][META_KEY]["role"] == "note"
+    outputs = json.dumps([c.get("outputs") for c in cells])
+    assert len(outputs) < 3_000_000  # 50 MB never reached the document
+    saved = nbformat.read(jp_root_dir / NB_PATH, as_version=4)  # checked at the end of the run
+    nbformat.validate(saved)
+    assert user_cells(saved.cells) == ORIGINAL
+    if fault == "the user deletes an agent cell mid-run":
+        assert "agent output" in outputs  # the agent's code ran in a copy, not lost
+    if reason != "kernel_died":  # the user's variables are still there
+        reply = await run_user_cell(jp_serverapp, kernel_id, "df.shape")
+        assert reply["status"] == "ok" and "(344, 8)" in json.dumps(reply["outputs"])
 
 
 # --------------------------------------------------------------------------- a killed server
