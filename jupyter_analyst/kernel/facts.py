@@ -20,6 +20,7 @@ name), ``shape``, ``dtypes`` (column -> dtype, max 30), ``more_columns``, ``head
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import InputError, KernelError, MissingVariableError
@@ -246,6 +247,19 @@ def frame_facts_code(var: str) -> str:
     return _FRAME_FACTS_TEMPLATE.replace("__JA_NAME__", repr(var))
 
 
+def _json_objects(stdout: str) -> Iterator[dict[str, Any]]:
+    """The JSON object lines helper code printed, last first (the user's prints may precede)."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                yield data
+
+
 def parse_facts(stdout: str) -> dict[str, Any]:
     """Parse the JSON line printed by :func:`frame_facts_code` (the last JSON object line).
 
@@ -253,20 +267,12 @@ def parse_facts(stdout: str) -> dict[str, Any]:
     DataFrame ``InputError`` (both the user's to fix); code that failed or printed nothing
     usable raises ``KernelError`` (ours).
     """
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            if "error" in data:
-                kind = data.get("kind")
-                error = MissingVariableError if kind == "missing" else InputError if kind else KernelError
-                raise error(str(data["error"]))
-            return data
+    for data in _json_objects(stdout):
+        if "error" in data:
+            kind = data.get("kind")
+            error = MissingVariableError if kind == "missing" else InputError if kind else KernelError
+            raise error(str(data["error"]))
+        return data
     raise KernelError(f"no facts in kernel output: {stdout[-300:]!r}")
 
 
@@ -322,15 +328,8 @@ holds, which its origin allows."""
 
 def parse_user_names(stdout: str) -> dict[str, list[str]]:
     """The names printed by :data:`USER_NAMES_CODE`; ``KernelError`` when there are none."""
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("user_names"), dict):
+    for data in _json_objects(stdout):
+        if isinstance(data.get("user_names"), dict):
             return {str(k): [str(o) for o in v] for k, v in data["user_names"].items()}
     raise KernelError(f"no user names in kernel output: {stdout[-300:]!r}")
 
