@@ -69,20 +69,24 @@ def server_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+SERVER_EXTENSIONS = {
+    "jupyter_analyst": True,
+    "jupyter_server_ydoc": True,
+    "jupyter_server_fileid": True,
+    "jupyterlab": False,
+    "jupyter_lsp": False,
+    "notebook_shim": False,
+    "jupyter_server_terminals": False,
+}
+"""Only the extensions the tests need (no JupyterLab: a faster start)."""
+
+
 @pytest.fixture
 def jp_server_config(jp_root_dir: Path, tmp_path: Path) -> dict[str, Any]:
     """Auth required; only the extensions the tests need (no JupyterLab: faster start)."""
     return {
         "ServerApp": {
-            "jpserver_extensions": {
-                "jupyter_analyst": True,
-                "jupyter_server_ydoc": True,
-                "jupyter_server_fileid": True,
-                "jupyterlab": False,
-                "jupyter_lsp": False,
-                "notebook_shim": False,
-                "jupyter_server_terminals": False,
-            },
+            "jpserver_extensions": dict(SERVER_EXTENSIONS),
             "allow_unauthenticated_access": False,
         },
         "IdentityProvider": {"token": "secret-test-token"},

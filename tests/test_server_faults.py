@@ -27,6 +27,7 @@ from server_conftest import *  # noqa: E402, F403  (the server fixtures, module-
 from server_conftest import (  # noqa: E402
     EXAMPLES,
     NB_PATH,
+    SERVER_EXTENSIONS,
     USER_CELLS,
     USER_CODE,
     api,
@@ -234,15 +235,7 @@ class ServerProcess:
     def start(self) -> None:
         config = {
             "ServerApp": {
-                "jpserver_extensions": {
-                    "jupyter_analyst": True,
-                    "jupyter_server_ydoc": True,
-                    "jupyter_server_fileid": True,
-                    "jupyterlab": False,
-                    "jupyter_lsp": False,
-                    "notebook_shim": False,
-                    "jupyter_server_terminals": False,
-                },
+                "jpserver_extensions": SERVER_EXTENSIONS,
                 "allow_unauthenticated_access": False,
                 "port": self.port,
                 "port_retries": 0,
