@@ -180,7 +180,6 @@ class RunManager:
         self.settings = settings
         self.log = log
         self.runs: dict[str, Run] = {}
-        self._background: set[asyncio.Future[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- queries -----------------------------------------------------------------------
@@ -427,11 +426,8 @@ class RunManager:
         run.done.set()
         if run.journal is not None:
             run.journal.end(run.status().model_dump(mode="json"))
-        if run.document is not None and run.session is not None and run.session.wrote:
-            # save now rather than after the room's delay
-            task = asyncio.ensure_future(run.document.flush())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        # No save here: a run that ends with RunFinished was saved (and checked) by its sink,
+        # and its thread's _release flushes whatever else it wrote.
 
     def _watch(self, run: Run, on: bool) -> None:
         """Notice the server restarting (or losing) the kernel while the run lasts."""
@@ -500,8 +496,6 @@ class RunManager:
                     await asyncio.wait_for(self._abandon(run, "the server stopped"), timeout=5)
                 except Exception:
                     pass
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=5)
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close_all)
 
     # -- after a restart ---------------------------------------------------------------
