@@ -65,6 +65,15 @@ def user_cells(cells: list[Any]) -> list[dict[str, Any]]:
 ORIGINAL = [{"id": c["id"], "source": c["source"]} for c in USER_CELLS]
 
 
+async def start_slow_run(jp_fetch: Any, jp_serverapp: Any, analyst_app: Any, tmp_path: Path) -> str:
+    """POST a run of the slow script and wait until its first cell is in the document."""
+    analyst_app.replay = str(slow_script(tmp_path))
+    body = {"path": NB_PATH, "variable": "df"}
+    _, status = await api(jp_fetch, *RUNS, method="POST", expect=201, body=body)
+    await first_agent_cell(jp_serverapp)
+    return str(status["run_id"])
+
+
 async def first_agent_cell(jp_serverapp: Any, path: str = NB_PATH) -> None:
     doc = await ydoc(jp_serverapp, path)
     deadline = time.monotonic() + 300  # a guard against a hang
@@ -78,13 +87,10 @@ async def test_a_notebook_renamed_in_jupyter_mid_run_is_followed(
     jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, analyst_app: Any, live_notebook: Any, tmp_path: Path
 ) -> None:
     await live_notebook()
-    analyst_app.replay = str(slow_script(tmp_path))
-    body = {"path": NB_PATH, "variable": "df"}
-    _, status = await api(jp_fetch, *RUNS, method="POST", expect=201, body=body)
-    await first_agent_cell(jp_serverapp)
+    run_id = await start_slow_run(jp_fetch, jp_serverapp, analyst_app, tmp_path)
     renamed = "work dir/renamed analysis.ipynb"
     await api(jp_fetch, "api", "contents", NB_PATH, method="PATCH", body={"path": renamed}, expect=200)
-    final = await wait_run(jp_fetch, status["run_id"])
+    final = await wait_run(jp_fetch, run_id)
     assert final["state"] == "finished" and final["stop_reason"] == "final_answer", final
     assert final["path"] == renamed
     assert not (jp_root_dir / NB_PATH).exists()
@@ -101,15 +107,12 @@ async def test_a_notebook_moved_on_disk_mid_run_is_rescued_not_lost(
     jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, analyst_app: Any, live_notebook: Any, tmp_path: Path
 ) -> None:
     await live_notebook()
-    analyst_app.replay = str(slow_script(tmp_path))
-    body = {"path": NB_PATH, "variable": "df"}
-    _, status = await api(jp_fetch, *RUNS, method="POST", expect=201, body=body)
-    await first_agent_cell(jp_serverapp)
+    run_id = await start_slow_run(jp_fetch, jp_serverapp, analyst_app, tmp_path)
     os.rename(jp_root_dir / NB_PATH, jp_root_dir / "work dir" / "moved away.ipynb")  # behind Jupyter's back
-    final = await wait_run(jp_fetch, status["run_id"])
+    final = await wait_run(jp_fetch, run_id)
     assert final["state"] == "failed", final  # never "finished" with unsaved cells
     assert "could not save" in final["error"] and "analyst-rescue" in final["error"], final["error"]
-    rescue = jp_root_dir / "work dir" / f"analysis-analyst-rescue-{status['run_id']}.ipynb"
+    rescue = jp_root_dir / "work dir" / f"analysis-analyst-rescue-{run_id}.ipynb"
     nb = nbformat.read(rescue, as_version=4)
     nbformat.validate(nb)
     ids = [c.id for c in nb.cells]
