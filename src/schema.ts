@@ -155,6 +155,8 @@ export interface ICellAddedEvent {
   cell_type: 'code' | 'markdown';
   source: string;
   role: CellRole;
+  /** On a conclusions cell: stated numbers no output supports (the grounding gate's second look). */
+  unverified: string[];
 }
 
 export interface ICellExecutedEvent {
@@ -183,6 +185,23 @@ export interface IRunFinishedEvent {
   detail: string;
   /** Names the run added to the kernel; the user's own names are never rebound. */
   created: string[];
+  /** Cells the pre-execution checks answered without running them. */
+  prechecks: number;
+  /** Times final_answer went back to the model for unsupported numbers. */
+  grounding_returns: number;
+  /** Replies or calls the loop could not act on. */
+  malformed_calls: number;
+  /** Failed cells a later fix superseded, removed from the finished notebook. */
+  cells_removed: number;
+  /** Numbers the conclusions state that no output or fact supports. */
+  unverified: string[];
+}
+
+/** Agent cells dropped from the notebook: failed attempts a later cell fixed. */
+export interface ICellsRemovedEvent {
+  type: 'cells_removed';
+  cell_ids: string[];
+  reason: string;
 }
 
 /** Server-side frame sent on every state change of the run (`question` only in the first). */
@@ -196,5 +215,6 @@ export type RunEvent =
   | IModelRepliedEvent
   | ICellAddedEvent
   | ICellExecutedEvent
+  | ICellsRemovedEvent
   | IRunFinishedEvent
   | IStatusEvent;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_analyst.agent.grounding import Evidence, check_grounding, extract_claims, extract_numbers
 from jupyter_analyst.eval.answers import (
     AnswerSpec,
     extract_answers,
@@ -11,7 +12,6 @@ from jupyter_analyst.eval.answers import (
     score_answer,
     score_dabench,
 )
-from jupyter_analyst.eval.grounding import Evidence, check_grounding, extract_claims, extract_numbers
 
 
 def claim_texts(text: str, question: str = "") -> list[str]:

@@ -72,6 +72,7 @@ class _Tally:
     errors: int = 0
     fixed: int = 0
     last_failed: bool = False
+    malformed: int = 0
 
 
 class AgentLoop:
@@ -145,6 +146,7 @@ class AgentLoop:
                 return
             tally.tokens += turn.usage.total
             calls, problem = self._calls_of(turn)
+            tally.malformed += int(bool(problem) and problem != CONTINUE_MESSAGE)
             yield ModelReplied(step, turn, calls, round(time.monotonic() - t0, 3), problem)
             self.messages.append(_assistant_message(turn, calls))
             if self.should_stop():  # stopped while the model was answering: act on nothing
@@ -180,6 +182,7 @@ class AgentLoop:
             errors_fixed=tally.fixed,
             detail=detail,
             created=list(self.created),
+            malformed_calls=tally.malformed,
         )
         return self.finished
 
@@ -209,6 +212,7 @@ class AgentLoop:
         """Run one tool call; return (reason, answer, detail) when it ends the run."""
         problem = _invalid(call)
         if problem:
+            tally.malformed += 1
             self._tool_message(call, problem)
             return None
         value = str(call.arguments[TOOL_ARGUMENT[call.name]])

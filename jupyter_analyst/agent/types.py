@@ -194,6 +194,9 @@ class CellAdded:
     cell_type: Literal["code", "markdown"]
     source: str
     role: CellRole
+    unverified: list[str] = field(default_factory=list)
+    """On a conclusions cell: numbers it states that no output or fact supports (the
+    grounding gate let them through on its second look); kept in the cell's metadata."""
 
 
 @dataclass
@@ -224,6 +227,28 @@ class RunFinished:
     """The names the run's cells bound that the user's namespace did not have before, in
     the order they were first bound (read statically from the cells that ran, so a cell
     that failed part-way may list a name it never reached)."""
+    prechecks: int = 0
+    """Cells the pre-execution checks answered without running them (``agent.precheck``)."""
+    grounding_returns: int = 0
+    """Times ``final_answer`` went back to the model for numbers no output supports."""
+    malformed_calls: int = 0
+    """Replies or calls the loop could not act on (unparseable, unknown tool, bad arguments)."""
+    cells_removed: int = 0
+    """Failed cells a later fix superseded, removed from the finished notebook (tidy)."""
+    unverified: list[str] = field(default_factory=list)
+    """Numbers the conclusions state that no output or fact supports."""
 
 
-Event = StepStarted | ModelReplied | CellAdded | CellExecuted | RunFinished
+@dataclass
+class CellsRemoved:
+    """Agent cells to drop from the notebook: failed attempts a later cell fixed.
+
+    They stay in the run's events (and so in records and trajectories); only the finished
+    notebook loses them, so it re-runs top to bottom without an error.
+    """
+
+    cell_ids: list[str]
+    reason: str = "superseded"
+
+
+Event = StepStarted | ModelReplied | CellAdded | CellExecuted | CellsRemoved | RunFinished

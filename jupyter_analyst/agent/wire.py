@@ -14,6 +14,7 @@ from .types import (
     CellAdded,
     CellExecuted,
     CellResult,
+    CellsRemoved,
     Event,
     ModelReplied,
     RunFinished,
@@ -57,6 +58,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "cell_type": event.cell_type,
             "source": _cap(event.source),
             "role": event.role,
+            "unverified": list(event.unverified),
         }
     if isinstance(event, CellExecuted):
         r = event.result
@@ -85,7 +87,14 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "errors_fixed": event.errors_fixed,
             "detail": event.detail,
             "created": list(event.created),
+            "prechecks": event.prechecks,
+            "grounding_returns": event.grounding_returns,
+            "malformed_calls": event.malformed_calls,
+            "cells_removed": event.cells_removed,
+            "unverified": list(event.unverified),
         }
+    if isinstance(event, CellsRemoved):
+        return {"type": "cells_removed", "cell_ids": list(event.cell_ids), "reason": event.reason}
     raise TypeError(f"not a loop event: {event!r}")
 
 
@@ -112,7 +121,12 @@ def event_from_dict(data: dict[str, Any]) -> Event:
             )
         if kind == "cell_added":
             return CellAdded(
-                int(data["step"]), data["cell_id"], data["cell_type"], data.get("source") or "", data["role"]
+                int(data["step"]),
+                data["cell_id"],
+                data["cell_type"],
+                data.get("source") or "",
+                data["role"],
+                [str(n) for n in data.get("unverified") or []],
             )
         if kind == "cell_executed":
             result = CellResult(
@@ -141,7 +155,14 @@ def event_from_dict(data: dict[str, Any]) -> Event:
                 errors_fixed=int(data.get("errors_fixed") or 0),
                 detail=data.get("detail") or "",
                 created=[str(name) for name in data.get("created") or []],
+                prechecks=int(data.get("prechecks") or 0),
+                grounding_returns=int(data.get("grounding_returns") or 0),
+                malformed_calls=int(data.get("malformed_calls") or 0),
+                cells_removed=int(data.get("cells_removed") or 0),
+                unverified=[str(n) for n in data.get("unverified") or []],
             )
+        if kind == "cells_removed":
+            return CellsRemoved([str(c) for c in data["cell_ids"]], str(data.get("reason") or "superseded"))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a complete {kind} event: {exc}") from None
     raise ValueError(f"not a loop event: {data!r:.200}")

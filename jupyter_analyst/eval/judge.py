@@ -32,9 +32,9 @@ from typing import Any
 
 import nbformat
 
+from ..agent.grounding import Evidence, check_grounding, output_texts
 from ..agent.types import CellExecuted, Event, RunFinished, StopReason
 from .answers import extract_answers, score_answer, score_dabench
-from .grounding import Evidence, check_grounding, output_texts
 from .tasks import EvalTask
 
 METRICS = (

@@ -175,7 +175,7 @@ def render_markdown(s: dict[str, Any], plots: dict[str, str] | None = None) -> s
     lines += [
         "",
         "Grounded: numbers the conclusions state that some cell output supports / numbers stated "
-        "(rule: `jupyter_analyst/eval/grounding.py`).",
+        "(rule: `jupyter_analyst/agent/grounding.py`).",
     ]
     return "\n".join(lines) + "\n"
 

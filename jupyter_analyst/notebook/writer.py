@@ -27,9 +27,15 @@ past such a cell, so a notebook whose errors the agent then fixed still re-runs 
 bottom, with the failed attempt kept visible."""
 
 
-def agent_metadata(run_id: str, step: int, role: CellRole) -> dict[str, Any]:
-    """Cell metadata that marks a cell as written by the agent."""
-    return {META_KEY: {"run_id": run_id, "step": step, "role": role}, "tags": [TAG]}
+def agent_metadata(
+    run_id: str, step: int, role: CellRole, unverified: list[str] | None = None
+) -> dict[str, Any]:
+    """Cell metadata that marks a cell as written by the agent (and, on conclusions, the
+    numbers no output supported, so a reader of the file sees them too)."""
+    meta: dict[str, Any] = {"run_id": run_id, "step": step, "role": role}
+    if unverified:
+        meta["unverified"] = list(unverified)
+    return {META_KEY: meta, "tags": [TAG]}
 
 
 def is_agent_cell(cell: dict[str, Any]) -> bool:
@@ -125,8 +131,16 @@ class NotebookWriter:
         self._cells: dict[str, NotebookNode] = {}
 
     # -- building -------------------------------------------------------------------
-    def add_cell(self, cell_type: str, source: str, role: CellRole, step: int, cell_id: str) -> NotebookNode:
-        meta = agent_metadata(self.run_id, step, role)
+    def add_cell(
+        self,
+        cell_type: str,
+        source: str,
+        role: CellRole,
+        step: int,
+        cell_id: str,
+        unverified: list[str] | None = None,
+    ) -> NotebookNode:
+        meta = agent_metadata(self.run_id, step, role, unverified)
         if cell_type == "code":
             cell = nbformat.v4.new_code_cell(source, metadata=meta, id=cell_id)
         else:
@@ -150,7 +164,9 @@ class NotebookWriter:
     def handle(self, event: Event) -> None:
         """Consume one loop event; saves whenever the notebook changed."""
         if isinstance(event, CellAdded):
-            self.add_cell(event.cell_type, event.source, event.role, event.step, event.cell_id)
+            self.add_cell(
+                event.cell_type, event.source, event.role, event.step, event.cell_id, event.unverified
+            )
             if event.cell_type == "markdown":
                 self.save()  # code cells are saved once, with their outputs
         elif isinstance(event, CellExecuted):
@@ -165,6 +181,10 @@ class NotebookWriter:
                 errors=event.errors,
                 errors_fixed=event.errors_fixed,
                 created=list(event.created),
+                prechecks=event.prechecks,
+                grounding_returns=event.grounding_returns,
+                malformed_calls=event.malformed_calls,
+                cells_removed=event.cells_removed,
             )
             self.save()
 

@@ -128,6 +128,7 @@ class LiveDocument:
         step: int,
         cell_id: str | None = None,
         after: str | None = None,
+        unverified: list[str] | None = None,
     ) -> tuple[str, Any]:
         """Insert an agent cell after the anchor (or ``after``); return its id and Y cell."""
         ynb = await self.document()
@@ -140,7 +141,7 @@ class LiveDocument:
             "id": cell_id,
             "cell_type": cell_type,
             "source": source,
-            "metadata": agent_metadata(self.run_id, step, role),
+            "metadata": agent_metadata(self.run_id, step, role, unverified),
         }
         if cell_type == "code":
             cell.update(outputs=[], execution_count=None)
@@ -240,7 +241,12 @@ class LiveDocument:
         """Put one loop event into the document."""
         if isinstance(event, CellAdded):
             doc_id, ycell = await self.insert(
-                event.cell_type, event.source, event.role, event.step, event.cell_id
+                event.cell_type,
+                event.source,
+                event.role,
+                event.step,
+                event.cell_id,
+                unverified=event.unverified,
             )
             self.ids[event.cell_id] = doc_id
             if event.cell_type == "code":
