@@ -15,20 +15,34 @@ The rule, in full (the report and README quote it):
 * **Not claims.** Integers up to 10 (step numbers, "top 3", "2 groups"); integers from
   1800 to 2100 (years); list ordinals at the start of a line (``1.``, ``2)``); ISO dates and
   clock times; conventional constants (0.05, 0.01, 0.001, 1.5 for the IQR rule, 95, 99, 100);
-  and any number that the question itself contains (it was given, not found).
+  and a number of the question restated as the same value (``more than 60 minutes`` ->
+  ``60``; but "between -1 and 1" does not excuse ``0.87``).
+* **Answers are always claims.** A number inside a closed-form answer ``@name[...]`` is
+  checked whatever it is (a small integer, a year, a constant, a number of the question):
+  it is what was asked for. A text answer (``@is_normal[no]``, ``@species[Adelie]``) is
+  checked as text when the caller passes the answers: the value, or else each of its
+  comma-separated items made of words (an item with a digit is left to the number rule),
+  must occur as whole words, case-insensitively, in one non-error output (``yes``/``no``
+  also match a printed ``True``/``False``). Text is never looked for in the data facts:
+  they show the data's labels, not a result.
+* **Evidence.** The text of every non-error output of every code cell (never markdown,
+  code source or error tracebacks), plus, for numbers only, the data facts the model was
+  given (the ``<data_facts>`` block of the task: row counts, missing counts, first rows).
 * **Matching.** Each number carries the precision it was written with: half a unit in its
   last digit (``4201.75`` -> 0.005; an integer with trailing zeros, ``4,200``, -> 50). A
   claim matches an output number when they differ by at most the larger of the two
   half-units, i.e. either could be a rounding of the other (``0.87`` matches ``0.8712``).
-* **Verdict.** Grounded when there is at least one claim and every claim matched; a
-  conclusion with no number at all is not grounded (it states nothing checkable).
+* **Verdict.** Grounded when every claim matched; not grounded when one did not; *n/a*
+  (``None``) when the conclusion states nothing checkable. The judge counts n/a as no
+  failure on a closed-form task (its answers are scored on their own) and as a failure on
+  an open analysis, which must state figures.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,9 +58,18 @@ _DATE_RE = re.compile(
     r"\b\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\b|\b\d{1,2}:\d{2}(?::\d{2})?\b"
 )
 _ORDINAL_RE = re.compile(r"^(\s*(?:[#>*-]+\s*)?)\d{1,2}[.)](?=\s)", re.MULTILINE)
-_ANSWER_NAME_RE = re.compile(r"@\w+\[")
+_ANSWER_RE = re.compile(r"@(\w+)\[([^\]\n]*)\]")
+"""A closed-form answer on one line; the value is whatever lies inside its brackets."""
+_QUOTES = " \t'\"`"
 CONSTANTS = frozenset({"0.05", "0.01", "0.001", "1.5", "95", "99", "100"})
 """Conventional thresholds (as written) a conclusion may mention without any cell printing them."""
+TEXT_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "yes": ("yes", "true"),
+    "no": ("no", "false"),
+    "true": ("true", "yes"),
+    "false": ("false", "no"),
+}
+"""A yes/no answer is also supported by the boolean a cell printed."""
 
 
 @dataclass(frozen=True)
@@ -73,61 +96,104 @@ def _parse(match: re.Match[str]) -> list[Number]:
     return [Number(value * factor, half * factor, text)]
 
 
+def _glued(text: str, m: re.Match[str]) -> bool:
+    end = m.end()
+    return not m.group("scale") and end < len(text) and (text[end].isalnum() or text[end] == "_")
+
+
 def extract_numbers(text: str) -> list[Number]:
     """Every number in ``text`` (evidence side: nothing filtered out); % gives two readings."""
     out: list[Number] = []
     for m in _NUMBER_RE.finditer(text):
-        end = m.end()
-        if not m.group("scale") and end < len(text) and (text[end].isalnum() or text[end] == "_"):
-            continue
-        out.extend(_parse(m))
+        if not _glued(text, m):
+            out.extend(_parse(m))
     return out
 
 
-def _is_given(value: float, given: list[Number]) -> bool:
-    return any(abs(value - g.value) <= g.half_unit + 1e-12 for g in given)
+def _same_value(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def _is_given(readings: list[Number], given: list[Number]) -> bool:
+    """The claim restates a number of the question: the same value, not merely a nearby one."""
+    return any(_same_value(r.value, g.value) for r in readings for g in given)
+
+
+def _blank(m: re.Match[str]) -> str:
+    return " " * len(m.group(0))
+
+
+def answer_spans(text: str) -> list[tuple[int, int]]:
+    """Where the values of the ``@name[value]`` answers in ``text`` lie (start, end)."""
+    return [m.span(2) for m in _ANSWER_RE.finditer(text)]
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    return any(a <= pos < b for a, b in spans)
 
 
 def extract_claims(text: str, question: str = "") -> list[list[Number]]:
     """The numbers a conclusion states, each as its alternative readings (see module doc)."""
     given = extract_numbers(question) if question else []
-    cleaned = _ORDINAL_RE.sub(lambda m: m.group(1), _DATE_RE.sub(" ", text))
-    cleaned = _ANSWER_NAME_RE.sub("[", cleaned)  # @mean_fare_class1[...] names are not claims
+    spans = answer_spans(text)
+    # blank out what is not a claim, keeping every offset so answer spans stay valid
+    cleaned = re.sub(r"@\w+\[", _blank, text)  # @mean_fare_class1[...] names are not claims
+    cleaned = _DATE_RE.sub(lambda m: m.group(0) if _inside(m.start(), spans) else _blank(m), cleaned)
+    cleaned = _ORDINAL_RE.sub(lambda m: m.group(1) + " " * (len(m.group(0)) - len(m.group(1))), cleaned)
     claims: list[list[Number]] = []
     for m in _NUMBER_RE.finditer(cleaned):
-        end = m.end()
-        if not m.group("scale") and end < len(cleaned) and (cleaned[end].isalnum() or cleaned[end] == "_"):
+        if _glued(cleaned, m):
             continue
         readings = _parse(m)
         first = readings[0]
         is_integer = "." not in m.group("num") and not m.group("exp") and not m.group("scale")
         if is_integer:
-            if first.value <= 10 or 1800 <= first.value <= 2100:
-                continue
             stripped = m.group("num").replace(",", "")
             zeros = len(stripped) - len(stripped.rstrip("0"))
             if zeros:
                 readings = [Number(first.value, 0.5 * 10.0**zeros, first.text)]
-        if m.group("num") in CONSTANTS and not m.group("exp"):
-            continue
-        if any(_is_given(r.value, given) for r in readings):
-            continue
+        if not _inside(m.start(), spans):  # answers are always claims
+            if is_integer and (first.value <= 10 or 1800 <= first.value <= 2100):
+                continue
+            if m.group("num") in CONSTANTS and not m.group("exp"):
+                continue
+            if _is_given(readings, given):
+                continue
         claims.append(readings)
     return claims
 
 
+def text_items(value: str) -> list[str]:
+    """The items of an answer value that are words, to be checked as text.
+
+    A value is split at commas and semicolons (lists); an item with a digit is left to the
+    number rule (its numbers are claims already), so ``@n[42]`` has no text item and
+    ``@species[Adelie, Gentoo]`` has two.
+    """
+    items = [p.strip(_QUOTES + "()[]{}") for p in re.split(r"[,;]", value)]
+    return [p for p in items if any(c.isalpha() for c in p) and not any(c.isdigit() for c in p)]
+
+
+def _phrase_re(phrase: str) -> re.Pattern[str]:
+    words = [re.escape(w) for w in phrase.split()]
+    return re.compile(r"(?<![^\W_])" + r"\s+".join(words) + r"(?![^\W_])", re.IGNORECASE)
+
+
 @dataclass
 class Evidence:
-    """Numbers found in outputs, sorted for range look-ups."""
+    """Numbers found in outputs (and facts), sorted for range look-ups; output texts for text answers."""
 
     values: list[float] = field(default_factory=list)
     halves: list[float] = field(default_factory=list)
     max_half: float = 0.0
+    texts: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> Evidence:
-        numbers = sorted((n.value, n.half_unit) for t in texts for n in extract_numbers(t))
-        ev = cls([v for v, _ in numbers], [h for _, h in numbers])
+    def from_texts(cls, texts: Iterable[str], facts: Iterable[str] = ()) -> Evidence:
+        """Evidence from output texts; ``facts`` (the data facts the model was given) add numbers only."""
+        texts = list(texts)
+        numbers = sorted((n.value, n.half_unit) for t in [*texts, *facts] for n in extract_numbers(t))
+        ev = cls([v for v, _ in numbers], [h for _, h in numbers], texts=texts)
         ev.max_half = max(ev.halves, default=0.0)
         return ev
 
@@ -140,6 +206,19 @@ class Evidence:
             if abs(self.values[i] - claim.value) <= slack:
                 return True
         return False
+
+    def has_phrase(self, phrase: str) -> bool:
+        """Whether ``phrase`` occurs as whole words (any case, any spacing) in one output text."""
+        phrase = " ".join(phrase.split())
+        if not phrase:
+            return False
+        options = TEXT_SYNONYMS.get(phrase.casefold(), (phrase,))
+        patterns = [_phrase_re(p) for p in options]
+        return any(p.search(t) for t in self.texts for p in patterns)
+
+    def supports_text(self, value: str) -> bool:
+        """A text answer is supported when printed whole, or when each of its text items is."""
+        return self.has_phrase(value.strip(_QUOTES)) or all(self.has_phrase(p) for p in text_items(value))
 
     def __len__(self) -> int:
         return len(self.values)
@@ -169,27 +248,48 @@ def _join(value: Any) -> str:
 
 @dataclass
 class Grounding:
-    """How many claims a conclusion made and which ones no output supports."""
+    """How many claims a conclusion made and which ones no output supports.
+
+    ``claims`` counts numbers and text answers; ``text_claims`` the text answers among them.
+    """
 
     claims: int
     supported: int
     unsupported: list[str]
+    text_claims: int = 0
 
     @property
-    def grounded(self) -> bool:
-        return self.claims > 0 and not self.unsupported
+    def grounded(self) -> bool | None:
+        """True: every claim supported; False: some claim is not; None: nothing to check (n/a)."""
+        if not self.claims:
+            return None
+        return not self.unsupported
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "claims": self.claims,
             "supported": self.supported,
             "unsupported": self.unsupported[:20],
+            "text_claims": self.text_claims,
             "grounded": self.grounded,
         }
 
 
-def check_grounding(conclusion: str, evidence: Evidence, question: str = "") -> Grounding:
-    """Match every claim of ``conclusion`` against ``evidence``; see the module doc for the rule."""
+def check_grounding(
+    conclusion: str,
+    evidence: Evidence,
+    question: str = "",
+    *,
+    answers: Mapping[str, str] | None = None,
+) -> Grounding:
+    """Match every claim of ``conclusion`` against ``evidence``; see the module doc for the rule.
+
+    ``answers`` (``{name: raw value}`` as the scorer read them) adds the text answers to
+    the check; numeric answer values are already claims of the conclusion.
+    """
     claims = extract_claims(conclusion, question)
     unsupported = [c[0].text for c in claims if not any(evidence.matches(r) for r in c)]
-    return Grounding(len(claims), len(claims) - len(unsupported), unsupported)
+    texts = [(name, raw) for name, raw in (answers or {}).items() if text_items(raw)]
+    unsupported += [f"@{name}[{raw}]" for name, raw in texts if not evidence.supports_text(raw)]
+    total = len(claims) + len(texts)
+    return Grounding(total, total - len(unsupported), unsupported, len(texts))

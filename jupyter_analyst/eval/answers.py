@@ -1,9 +1,10 @@
 """Closed-form answers: the ``@name[value]`` format, how it is asked for and how it is scored.
 
 The format is InfiAgent-DABench's, so one parser serves the built-in suite and the public
-benchmark. The built-in suite scores with a stated tolerance per answer (a model that
-rounds 0.8712 to 0.87 is right); DABench scores with its own published rule (exact
-string, or numbers within 1e-6), kept separate so our figures stay comparable to theirs.
+benchmark. The built-in suite reads answers tolerantly and scores with a stated tolerance
+per answer (a model that rounds 0.8712 to 0.87 is right); DABench reads and scores them by
+its own published rule (one line, nothing trimmed; exact string, or numbers within 1e-6),
+kept separate so our figures stay comparable to theirs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 ANSWER_RE = re.compile(r"@(\w+)\[(.*?)\]", re.DOTALL)
-"""DABench's pattern: ``@name[value]``; the last occurrence of a name wins."""
+"""The built-in suite's tolerant reading of ``@name[value]`` (may span lines; values are
+trimmed); the last occurrence of a name wins."""
+DABENCH_ANSWER_RE = re.compile(r"@(\w+)\[(.*?)\]")
+"""DABench's own reading: the same pattern on one line (``.`` stops at a newline, so an
+unclosed bracket never reaches the next line's answer), values kept exactly as written."""
 
 AnswerKind = Literal["number", "int", "text"]
 
@@ -66,6 +71,16 @@ def extract_answers(text: str | None) -> dict[str, str]:
     return {m.group(1): m.group(2).strip() for m in ANSWER_RE.finditer(text or "")}
 
 
+def extract_dabench_answers(text: str | None) -> dict[str, str]:
+    """``{name: raw value}`` exactly as DABench's ``eval_closed_form.py`` reads a response.
+
+    No trimming inside the brackets, no match across a newline, the last one of a name
+    wins. On one line an unclosed bracket runs to the next ``]`` (``@a[1 @b[2]`` gives
+    ``a = "1 @b[2"`` and no ``b``), as it does in DABench.
+    """
+    return {m.group(1): m.group(2) for m in DABENCH_ANSWER_RE.finditer(text or "")}
+
+
 def _to_float(raw: str) -> float | None:
     text = raw.strip().strip("'\"`").replace(",", "").replace("$", "").replace("%", "").strip()
     text = text.replace("\u2212", "-")
@@ -110,7 +125,11 @@ def score_answer(spec: AnswerSpec, expected: Any, got: str | None) -> bool:
 
 
 def score_dabench(expected: Mapping[str, str], got: Mapping[str, str]) -> dict[str, bool]:
-    """DABench's closed-form rule per sub-answer: equal strings, or numbers within 1e-6."""
+    """DABench's closed-form rule per sub-answer: equal strings, or numbers within 1e-6.
+
+    ``got`` comes from :func:`extract_dabench_answers`; Python's ``float`` ignores spaces
+    around a number (``" 20.0"`` is 20.0), as it does in DABench, but text is compared as is.
+    """
     out: dict[str, bool] = {}
     for name, label in expected.items():
         response = got.get(name)
