@@ -9,7 +9,7 @@ import pytest
 
 from jupyter_analyst.cli import main
 from jupyter_analyst.errors import InputError
-from jupyter_analyst.eval.dabench import dabench_scores, load_dabench
+from jupyter_analyst.eval.dabench import dabench_scores, load_dabench, read_dabench
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -79,15 +79,36 @@ def test_reader_builds_closed_tasks_with_labels(tmp_path: Path) -> None:
         load_dabench(tmp_path / "nowhere")
 
 
-def test_dabench_accuracies() -> None:
-    def rec(*oks: bool) -> dict:
-        return {"verdict": {"answers": {f"a{i}": {"ok": ok} for i, ok in enumerate(oks)}}}
+def test_reader_names_questions_skipped_for_a_missing_table(tmp_path: Path) -> None:
+    found = read_dabench(write_dabench(tmp_path / "data"))
+    assert [t.id for t in found.tasks] == ["dabench-0", "dabench-3"]
+    assert found.missing_table == [{"id": "dabench-9", "file": "absent.csv", "why": "table missing"}]
+    assert found.skipped_line() == (
+        "1 DABench question(s) skipped, their table is missing: dabench-9 (absent.csv)"
+    )
 
-    scores = dabench_scores([rec(True), rec(True, False), rec(False, False)])
-    assert scores == {
-        "accuracy_by_question": 0.3333,
-        "accuracy_proportional": 0.5,
-        "accuracy_by_sub_question": 0.4,
+
+def test_dabench_accuracies_as_dabench_counts_and_with_unanswered_as_failures() -> None:
+    def rec(*oks: bool, answered: bool = True) -> dict:
+        answers = {f"a{i}": {"ok": ok} for i, ok in enumerate(oks)}
+        return {"verdict": {"answers": answers, "answered": answered, "natural": answered}}
+
+    answered = [rec(True), rec(True, False), rec(False, False)]
+    expected = {"accuracy_by_question": 0.3333, "accuracy_proportional": 0.5, "accuracy_by_sub_question": 0.4}
+    scores = dabench_scores(answered)
+    assert {k: scores[k] for k in expected} == expected
+    assert (scores["answered"], scores["unanswered"]) == (3, 0)
+    assert scores["all_questions"] == expected
+
+    # a run without a final answer and a harness error: DABench drops them, we also count them failed
+    crashed = {"harness_error": "boom", "expected": {"x": "1", "y": "2"}}
+    scores = dabench_scores([*answered, rec(False, answered=False), crashed])
+    assert {k: scores[k] for k in expected} == expected
+    assert (scores["answered"], scores["unanswered"]) == (3, 2)
+    assert scores["all_questions"] == {
+        "accuracy_by_question": 0.2,  # 1 of 5
+        "accuracy_proportional": 0.3,  # 1.5 of 5
+        "accuracy_by_sub_question": 0.25,  # 2 of 8 (the crash had two labels)
     }
 
 
@@ -127,11 +148,22 @@ def test_eval_cli_runs_dabench_scores_and_compares(
         "4",
     ]
     assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 DABench question(s) skipped, their table is missing: dabench-9 (absent.csv)" in err
     report = json.loads((out / "report.json").read_text())
     assert report["suite"] == "dabench" and report["tasks"] == 2
     assert report["dabench"]["accuracy_by_question"] == 1.0  # "20.00" and "30" match exactly
+    assert report["dabench"]["all_questions"]["accuracy_by_question"] == 1.0
     assert report["rates"]["passed"]["n"] == 2
-    assert "resumed: 2 finished" in (main(args) == 0 and capsys.readouterr().err)
+    assert report["skipped"] == [{"id": "dabench-9", "file": "absent.csv", "why": "table missing"}]
+    assert json.loads((out / "run.json").read_text())["skipped"] == report["skipped"]
+    md = (out / "report.md").read_text()
+    assert "table missing: 1: dabench-9 (absent.csv)" in md and "pre-execution catches" in md
+
+    assert main([a for a in args if a != "--quiet"]) == 0  # resumed: no task runs again
+    err = capsys.readouterr().err
+    assert "resumed: 2 finished task(s) skipped, 2 of them passed" in err
+    assert "resumed 2 finished task(s), 2 passed" in err  # the progress line counts them
 
     assert main(["eval", "compare", str(out), str(out), "-o", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "compare.md").exists()

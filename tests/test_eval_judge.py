@@ -150,8 +150,8 @@ def test_run_without_final_answer_is_not_natural(evaluation: dict[str, Any]) -> 
     v = verdict(evaluation, "no-final-answer")
     assert v["natural"] is False and v["stop_reason"] == "max_steps" and v["steps"] == 4
     assert (v["errors"], v["errors_fixed"]) == (1, 1)
-    # the failed-then-fixed cell stays in the notebook: strict re-run fails, the consistent one holds
-    assert v["reproducible"] is False and v["rerun_consistent"] is True
+    # a failed-then-fixed cell left in the notebook fails the strict re-run; tidy removes it
+    assert v["rerun_consistent"] is True and v["reproducible"] is (v["cells_removed"] == 1)
     assert v["grounded"] is False and v["answers_correct"] is False and not v["passed"]
 
 
@@ -171,6 +171,11 @@ def test_records_hold_every_event_and_the_notebook(evaluation: dict[str, Any]) -
     assert {"model_replied", "cell_added", "cell_executed"} <= set(types)
     assert (out / record["notebook"]).exists() and (out / record["data"]).exists()
     assert record["prompt"].count("@") == 2 and record["policy"] == "scripted"
+    # the data facts the model was given are kept, so the record can be judged again alike
+    assert record["data_facts"].startswith("DataFrame `df`: 344 rows x 8 columns")
+    counters = {k: record["verdict"][k] for k in ("prechecks", "grounding_returns", "malformed_calls")}
+    assert counters == {"prechecks": 0, "grounding_returns": 0, "malformed_calls": 0}
+    assert record["verdict"]["cells_removed"] == 0 and record["verdict"]["answered"] is True
 
 
 def test_resume_skips_finished_tasks(evaluation: dict[str, Any]) -> None:
@@ -199,6 +204,13 @@ def test_report_and_compare_files(evaluation: dict[str, Any], tmp_path: Path) ->
     assert saved["tasks"] == 6 and saved["wall_seconds"] > 0
     md = (out / "report.md").read_text()
     assert "| correct | closed |" in md and "Wall time" in md
+    assert "| prechecks | gate returns | malformed | removed |" in md
+    assert "pre-execution catches 0 (mean 0.0 per run, in 0.0% (0/6) of runs)" in md
+    assert summary["counters"]["malformed_calls"] == {
+        "total": 0,
+        "mean": 0.0,
+        "runs": {"n": 0, "of": 6, "rate": 0.0},
+    }
     result = compare(out, out, tmp_path / "cmp")
     assert result["common_tasks"] == 6 and result["changed"] == []
     assert (tmp_path / "cmp" / "compare.md").exists() and (tmp_path / "cmp" / "compare.png").exists()

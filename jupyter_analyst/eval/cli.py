@@ -103,6 +103,19 @@ def _print_summary(s: dict[str, Any], output: Path, out: Any) -> None:
     print(f"{s['policy']}: {s['tasks']} tasks, wall time {s['wall_seconds']:.0f} s", file=out)
     for metric, rate in s["rates"].items():
         print(f"  {LABELS[metric]:<28} {pct(rate)}", file=out)
+    if "dabench" in s:
+        d, every = s["dabench"], s["dabench"]["all_questions"]
+        print(
+            f"  DABench by question {d['accuracy_by_question']:.2%} over {d['answered']} answered "
+            f"(as DABench counts); {every['accuracy_by_question']:.2%} with {d['unanswered']} "
+            "unanswered as failures",
+            file=out,
+        )
+    if s.get("skipped"):
+        print(
+            f"  skipped, table missing: {len(s['skipped'])} ({', '.join(k['id'] for k in s['skipped'])})",
+            file=out,
+        )
     print(f"report: {output / 'report.md'}", file=out)
 
 
@@ -136,6 +149,14 @@ def run(args: argparse.Namespace) -> int:
     from .catalog import load_tasks
 
     tasks = load_tasks(args.suite, args.data_dir, args.tasks, args.kind, args.limit)
+    skipped: list[dict[str, str]] = []
+    if args.suite == "dabench":  # never silently: name every question left out for a missing table
+        from .dabench import read_dabench
+
+        dataset = read_dabench(args.data_dir)
+        skipped = dataset.missing_table
+        if skipped:
+            print(dataset.skipped_line(), file=out)
     if args.list:
         for t in tasks:
             print(f"{t.id:<34} {t.kind:<6} {t.dataset:<20} {t.question.splitlines()[0][:70]}")
@@ -171,11 +192,16 @@ def run(args: argparse.Namespace) -> int:
             data_cache=args.data_cache,
             suite=args.suite,
             policy_label=handle.label,
+            skipped=skipped,
         )
         policy = handle.policy
         result = run_suite(tasks, lambda task: policy, config, progress=None if args.quiet else out)
     if result["skipped"]:
-        print(f"  resumed: {result['skipped']} finished task(s) skipped", file=out)
+        print(
+            f"  resumed: {result['skipped']} finished task(s) skipped, "
+            f"{result['resumed_passed']} of them passed",
+            file=out,
+        )
     summary = write_report(output, [t.id for t in tasks])
     _print_summary(summary, output, out)
     return 0

@@ -3,14 +3,18 @@
 Layout (as in the InfiAgent repository's ``examples/DA-Agent/data``):
 ``da-dev-questions.jsonl`` (id, question, concepts, constraints, format, file_name, level),
 ``da-dev-labels.jsonl`` (id, common_answers: [[name, value], ...]) and ``da-dev-tables/``.
-Answers are scored with the benchmark's own rule (``answers.score_dabench``): every
-sub-answer must match, as the same string or as numbers within 1e-6. No benchmark data
-ships with this project.
+Answers are read and scored with the benchmark's own rule (``answers.extract_dabench_answers``
+and ``answers.score_dabench``): one line per ``@name[value]``, nothing trimmed, every
+sub-answer the same string or numbers within 1e-6. DABench leaves a question without a
+response out of its rates; :func:`dabench_scores` reports those rates and, beside them, the
+same rates with such questions counted as failures. A question whose table is missing is
+never run, and :func:`read_dabench` names it. No benchmark data ships with this project.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,15 +60,36 @@ def dabench_prompt(q: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+@dataclass
+class DabenchSet:
+    """The runnable tasks of a DABench folder and the labelled questions left out."""
+
+    tasks: list[EvalTask]
+    missing_table: list[dict[str, str]] = field(default_factory=list)
+    """``{"id": "dabench-<id>", "file": file_name, "why": "table missing"}`` per question."""
+
+    def skipped_line(self) -> str:
+        """One line naming every question skipped for a missing table ('' when none)."""
+        if not self.missing_table:
+            return ""
+        names = ", ".join(f"{m['id']} ({m['file']})" for m in self.missing_table)
+        return f"{len(self.missing_table)} DABench question(s) skipped, their table is missing: {names}"
+
+
 def load_dabench(data_dir: Path) -> list[EvalTask]:
     """One closed-form task per question that has a label and an existing table."""
+    return read_dabench(data_dir).tasks
+
+
+def read_dabench(data_dir: Path) -> DabenchSet:
+    """The tasks of :func:`load_dabench`, with the labelled questions whose table is missing."""
     root = find_root(Path(data_dir).expanduser())
     labels_path = root / LABELS
     if not labels_path.exists():
         raise InputError(f"{root} has no {LABELS}")
     labels = {str(r["id"]): r for r in _read_jsonl(labels_path) if "id" in r}
     tasks: list[EvalTask] = []
-    missing_tables: set[str] = set()
+    missing: list[dict[str, str]] = []
     for q in _read_jsonl(root / QUESTIONS):
         qid = str(q.get("id"))
         label = labels.get(qid)
@@ -72,7 +97,7 @@ def load_dabench(data_dir: Path) -> list[EvalTask]:
             continue
         table = root / TABLES / str(q.get("file_name", ""))
         if not table.is_file():
-            missing_tables.add(str(q.get("file_name")))
+            missing.append({"id": f"dabench-{qid}", "file": str(q.get("file_name")), "why": "table missing"})
             continue
         answers = {str(name): str(value) for name, value in label.get("common_answers", [])}
         tasks.append(
@@ -89,22 +114,51 @@ def load_dabench(data_dir: Path) -> list[EvalTask]:
             )
         )
     if not tasks:
-        hint = f" (missing tables: {', '.join(sorted(missing_tables)[:5])})" if missing_tables else ""
+        files = sorted({m["file"] for m in missing})
+        hint = f" (missing tables: {', '.join(files[:5])})" if files else ""
         raise InputError(f"no DABench question in {root} has both a label and a table{hint}")
-    return tasks
+    return DabenchSet(tasks, missing)
 
 
-def dabench_scores(records: list[dict[str, Any]]) -> dict[str, float]:
-    """DABench's three accuracies over judged records: by question, proportional, by sub-question."""
-    per_q: list[list[bool]] = []
+def _accuracies(per_q: list[list[bool]]) -> dict[str, float]:
+    """DABench's three rates (their rounding: 4 places; 0 when there is no question)."""
+    subs = [ok for q in per_q for ok in q]
+    n = len(per_q)
+    return {
+        "accuracy_by_question": round(sum(all(q) for q in per_q) / n, 4) if n else 0.0,
+        "accuracy_proportional": round(sum(sum(q) / len(q) for q in per_q if q) / n, 4) if n else 0.0,
+        "accuracy_by_sub_question": round(sum(subs) / len(subs), 4) if subs else 0.0,
+    }
+
+
+def answered(record: dict[str, Any]) -> bool:
+    """Whether a run gave DABench a response: a non-empty final answer (a harness error gave none)."""
+    if record.get("harness_error"):
+        return False
+    verdict = record.get("verdict") or {}
+    return bool(verdict.get("answered", verdict.get("natural")))
+
+
+def dabench_scores(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """DABench's three accuracies over judged records: by question, proportional, by sub-question.
+
+    The plain keys count as DABench does, over answered questions only (its evaluator skips
+    a question with no response); ``all_questions`` holds the same rates with every
+    unanswered question a failure on each of its sub-answers.
+    """
+    dabench: list[list[bool]] = []
+    every: list[list[bool]] = []
     for r in records:
         answers = (r.get("verdict") or {}).get("answers") or {}
-        per_q.append([bool(a.get("ok")) for a in answers.values()] if answers else [False])
-    if not per_q:
-        return {"accuracy_by_question": 0.0, "accuracy_proportional": 0.0, "accuracy_by_sub_question": 0.0}
-    subs = [ok for q in per_q for ok in q]
+        subs = [bool(a.get("ok")) for a in answers.values()]
+        if answered(r):
+            dabench.append(subs or [False])
+            every.append(subs or [False])
+        else:  # as many failed sub-answers as the question has labels
+            every.append([False] * max(1, len(subs), len(r.get("expected") or {})))
     return {
-        "accuracy_by_question": round(sum(all(q) for q in per_q) / len(per_q), 4),
-        "accuracy_proportional": round(sum(sum(q) / len(q) for q in per_q) / len(per_q), 4),
-        "accuracy_by_sub_question": round(sum(subs) / len(subs), 4),
+        **_accuracies(dabench),
+        "answered": len(dabench),
+        "unanswered": len(every) - len(dabench),
+        "all_questions": _accuracies(every),
     }

@@ -4,7 +4,8 @@ Each task is a whole ``run_analysis`` (its own kernel) followed by the judge (an
 fresh kernel for the re-run), so workers are threads: the heavy work is in the kernel and
 model processes, and threads can share one started policy (an embedded model is started
 once and reached over its base URL). Records are appended as tasks finish, so an
-interrupted evaluation resumes where it stopped: tasks with a record are skipped.
+interrupted evaluation resumes where it stopped: tasks with a record are skipped (and
+counted, with their passes, in the progress line).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, TextIO
 
 from .. import __version__
 from ..agent import Budget
-from ..agent.types import Event, Policy
+from ..agent.prompts import split_task
+from ..agent.types import Event, Message, Policy
 from ..agent.wire import event_to_dict
 from ..jsonl import read_records
 from .datasets import materialize
@@ -49,6 +51,9 @@ class EvalConfig:
     data_cache: Path | None = None
     suite: str = "builtin"
     policy_label: str = ""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    """Questions of the suite left out before the run (``{"id", "file", "why"}``), kept in
+    run.json so the report names them."""
 
 
 def load_records(output: Path) -> dict[str, dict[str, Any]]:
@@ -71,12 +76,12 @@ def finished_ids(output: Path) -> set[str]:
 class _Bar:
     """A dependency-free progress line on stderr: one updating line on a TTY, else one line per task."""
 
-    def __init__(self, total: int, done: int, stream: TextIO | None, label: str) -> None:
-        self.total, self.done, self.passed, self.stream, self.label = total, done, 0, stream, label
+    def __init__(self, total: int, done: int, stream: TextIO | None, label: str, passed: int = 0) -> None:
+        self.total, self.done, self.passed, self.stream, self.label = total, done, passed, stream, label
         self.start = time.monotonic()
         self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
         self._lock = threading.Lock()
-        self._show("")
+        self._show(f"resumed {done} finished task(s), {passed} passed" if done else "")
 
     def _show(self, last: str) -> None:
         if self.stream is None:
@@ -104,6 +109,13 @@ class _Bar:
     def close(self) -> None:
         if self.stream is not None and self.tty:
             print(file=self.stream, flush=True)
+
+
+def task_facts(messages: list[Message]) -> str | None:
+    """The data facts block of a run's task message (what the model was told about the frame)."""
+    first = next((m for m in messages if m.get("role") == "user"), None)
+    content = first.get("content") if first else None
+    return split_task(content)[1] if isinstance(content, str) else None
 
 
 def _place_data(task: EvalTask, config: EvalConfig) -> Path:
@@ -167,7 +179,7 @@ def run_task(
             budget=config.budget,
             cell_timeout=config.cell_timeout,
         )
-        run_analysis(
+        outcome = run_analysis(
             run_config,
             policy,
             on_event=events.append,
@@ -176,8 +188,16 @@ def run_task(
         )
         if stop is not None and stop.is_set():
             raise KeyboardInterrupt
+        facts = task_facts(outcome.messages)
+        record["data_facts"] = facts
         verdict = judge_run(
-            task, events, notebook, expected, rerun=config.rerun, cell_timeout=config.cell_timeout
+            task,
+            events,
+            notebook,
+            expected,
+            rerun=config.rerun,
+            cell_timeout=config.cell_timeout,
+            facts=facts,
         )
         record["verdict"] = verdict.to_dict()
     except KeyboardInterrupt:
@@ -216,7 +236,7 @@ def _write_info(config: EvalConfig, tasks: list[EvalTask], todo: int) -> None:
             "rerun": config.rerun,
         }
     )
-    info.update({"policy": config.policy_label, "suite": config.suite})
+    info.update({"policy": config.policy_label, "suite": config.suite, "skipped": config.skipped})
     path.write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 
@@ -246,7 +266,11 @@ def run_suite(
         (config.output / RESULTS).unlink(missing_ok=True)
     todo = [t for t in tasks if t.id not in done]
     _write_info(config, tasks, len(todo))
-    bar = _Bar(len(tasks), len(tasks) - len(todo), progress, "eval")
+    earlier = load_records(config.output) if done else {}
+    resumed_passed = sum(
+        1 for t in tasks if t.id in done and (earlier[t.id].get("verdict") or {}).get("passed")
+    )
+    bar = _Bar(len(tasks), len(tasks) - len(todo), progress, "eval", resumed_passed)
     lock = threading.Lock()
     start = time.monotonic()
     results_path = config.output / RESULTS
@@ -282,4 +306,10 @@ def run_suite(
     wall = round(time.monotonic() - start, 3)
     records = load_records(config.output)
     chosen = [records[t.id] for t in tasks if t.id in records]
-    return {"records": chosen, "ran": len(todo), "skipped": len(tasks) - len(todo), "wall_seconds": wall}
+    return {
+        "records": chosen,
+        "ran": len(todo),
+        "skipped": len(tasks) - len(todo),
+        "resumed_passed": resumed_passed,
+        "wall_seconds": wall,
+    }

@@ -11,12 +11,16 @@ report), so each run is checked on independent axes, each with its own rate:
 * ``has_figures``: at least one figure was drawn;
 * ``answers_correct`` (closed-form tasks): every ``@name[value]`` matches the reference
   within its tolerance (built-in) or by DABench's rule;
-* ``grounded``: every number the conclusions state appears in some cell output (the rule
-  is in ``grounding``).
+* ``grounded``: every number the conclusions state appears in some cell output or in the
+  data facts the model was given, and every text answer in some output (the rule is in
+  ``agent.grounding``); ``None`` (n/a) when the conclusions state nothing checkable.
 
-A run ``passed`` when it is natural, reproducible and grounded, and in addition answered
-correctly (closed tasks) or drew a figure (open tasks). The judge reads the run's event
-dicts (``event_to_dict``), so saved records can be judged again without re-running.
+A run ``passed`` when it is natural and reproducible, and in addition answered correctly
+and was not ungrounded (closed tasks: n/a is no failure, the answers are scored on their
+own) or was grounded and drew a figure (open tasks: an analysis must state figures). The
+judge reads the run's event dicts (``event_to_dict``), so saved records can be judged
+again without re-running. The verdict also carries the loop's own counters (pre-execution
+catches, grounding-gate returns, malformed calls, cells removed by tidy) for the report.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import nbformat
 
 from ..agent.grounding import Evidence, check_grounding, output_texts
 from ..agent.types import CellExecuted, Event, RunFinished, StopReason
-from .answers import extract_answers, score_answer, score_dabench
+from .answers import extract_answers, extract_dabench_answers, score_answer, score_dabench
 from .tasks import EvalTask
 
 METRICS = (
@@ -147,9 +151,18 @@ class Verdict:
     claims: int
     claims_supported: int
     unsupported: list[str]
-    grounded: bool
+    grounded: bool | None
+    """None: n/a, the conclusions state nothing checkable (no failure on a closed task)."""
     passed: bool
     detail: str = ""
+    text_claims: int = 0
+    """Text answers (``@species[Adelie]``) among ``claims``, looked for as words in the outputs."""
+    answered: bool = False
+    """The run ended with a non-empty final answer (DABench drops the others from its rates)."""
+    prechecks: int = 0
+    grounding_returns: int = 0
+    malformed_calls: int = 0
+    cells_removed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,13 +172,18 @@ def _finished(events: Sequence[Event]) -> RunFinished | None:
     return next((e for e in reversed(events) if isinstance(e, RunFinished)), None)
 
 
+def read_answers(task: EvalTask, answer: str | None) -> dict[str, str]:
+    """The ``@name[value]`` answers of a final answer, read by the task's own rule."""
+    return (extract_dabench_answers if task.scoring == "dabench" else extract_answers)(answer)
+
+
 def score_answers(
     task: EvalTask, expected: Mapping[str, Any], answer: str | None
 ) -> tuple[dict[str, dict[str, Any]], bool | None]:
     """Per sub-answer ``{expected, got, ok}`` and whether all are right (None for open tasks)."""
     if task.kind != "closed":
         return {}, None
-    got = extract_answers(answer)
+    got = read_answers(task, answer)
     if task.scoring == "dabench":
         ok = score_dabench({k: str(v) for k, v in expected.items()}, got)
         rows = {k: {"expected": v, "got": got.get(k), "ok": ok[k]} for k, v in expected.items()}
@@ -191,10 +209,13 @@ def judge_run(
     *,
     rerun: bool = True,
     cell_timeout: float = 120.0,
+    facts: str | None = None,
 ) -> Verdict:
     """Judge one finished run from its events and its saved notebook.
 
     A stored record's event dicts go through ``agent.wire.event_from_dict`` first.
+    ``facts`` is the data facts block the model was given (``prompts.split_task``); its
+    numbers count as evidence, as they do for the loop's grounding gate.
     """
     fin = _finished(events)
     stop_reason = fin.reason.value if fin is not None else "missing"
@@ -230,19 +251,21 @@ def judge_run(
             detail = (detail + "; " if detail else "") + f"re-run: {result.detail}"
 
     answers, correct = score_answers(task, expected or {}, answer)
+    grounded: bool | None = False  # a run without conclusions grounds nothing
+    claims = supported = text_claims = 0
+    unsupported: list[str] = []
     if natural and answer:
-        evidence = Evidence.from_texts(output_texts(nb) if nb is not None else [])
-        g = check_grounding(answer, evidence, task.prompt)
-        claims, supported, unsupported, grounded = g.claims, g.supported, g.unsupported[:20], g.grounded
-    else:
-        claims, supported, unsupported, grounded = 0, 0, [], False
+        evidence = Evidence.from_texts(output_texts(nb) if nb is not None else [], [facts] if facts else [])
+        g = check_grounding(answer, evidence, task.prompt, answers=read_answers(task, answer))
+        claims, supported, unsupported, text_claims = g.claims, g.supported, g.unsupported[:20], g.text_claims
+        grounded = g.grounded
+        if grounded is None and task.kind != "closed":
+            grounded = False  # an open analysis must state figures
 
-    passed = (
-        natural
-        and bool(reproducible)
-        and grounded
-        and (bool(correct) if task.kind == "closed" else figures > 0)
-    )
+    if task.kind == "closed":
+        passed = natural and bool(reproducible) and grounded is not False and bool(correct)
+    else:
+        passed = natural and bool(reproducible) and grounded is True and figures > 0
     return Verdict(
         task_id=task.id,
         kind=task.kind,
@@ -269,4 +292,10 @@ def judge_run(
         grounded=grounded,
         passed=passed,
         detail=detail,
+        text_claims=text_claims,
+        answered=natural and bool((answer or "").strip()),
+        prechecks=fin.prechecks,
+        grounding_returns=fin.grounding_returns,
+        malformed_calls=fin.malformed_calls,
+        cells_removed=fin.cells_removed,
     )

@@ -16,6 +16,14 @@ from typing import Any
 from .harness import RUN_INFO, load_records
 from .judge import METRICS
 
+COUNTERS = {
+    "prechecks": "pre-execution catches",
+    "grounding_returns": "grounding-gate returns",
+    "malformed_calls": "malformed calls",
+    "cells_removed": "cells removed by tidy",
+}
+"""The loop's own per-run counters (``RunFinished``), shown per run and in total."""
+
 LABELS = {
     "natural": "ended with final_answer",
     "reproducible": "re-runs without error",
@@ -33,6 +41,26 @@ def _rate(n: int, of: int) -> dict[str, Any]:
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
+
+
+def _counters(ok: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per counter: its total, its mean per run and how many runs had one at least."""
+    return {
+        key: {
+            "total": sum(int(v.get(key) or 0) for v in ok),
+            "mean": _mean([float(v.get(key) or 0) for v in ok]),
+            "runs": _rate(sum(1 for v in ok if v.get(key)), len(ok)),
+        }
+        for key in COUNTERS
+    }
+
+
+def _grounded_cell(v: dict[str, Any]) -> str:
+    if not v:
+        return ""
+    if v.get("grounded") is None:
+        return "n/a"
+    return f"{v.get('claims_supported', 0)}/{v.get('claims', 0)}"
 
 
 def summarize(records: list[dict[str, Any]], info: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -73,8 +101,9 @@ def summarize(records: list[dict[str, Any]], info: dict[str, Any] | None = None)
                 "answers": f"{sum(1 for a in answers.values() if a.get('ok'))}/{len(answers)}"
                 if answers
                 else "",
-                "grounded": f"{v.get('claims_supported', 0)}/{v.get('claims', 0)}" if v else "",
+                "grounded": _grounded_cell(v),
                 "passed": bool(v.get("passed")),
+                **{key: v.get(key) for key in COUNTERS},
                 "seconds": r.get("wall_seconds"),
                 "error": r.get("harness_error", ""),
             }
@@ -99,6 +128,9 @@ def summarize(records: list[dict[str, Any]], info: dict[str, Any] | None = None)
         "errors_fixed": sum(v.get("errors_fixed", 0) for v in ok),
         "cells_ok": _rate(sum(v.get("cells_ok", 0) for v in ok), sum(v.get("cells", 0) for v in ok)),
         "stop_reasons": dict(Counter(v.get("stop_reason", "harness_error") for _, v in verdicts)),
+        "grounded_na": sum(1 for v in ok if v and "grounded" in v and v["grounded"] is None),
+        "counters": _counters(ok),
+        "skipped": list(info.get("skipped") or []),
         "wall_seconds": round(sum(s.get("wall_seconds", 0.0) for s in sessions), 1),
         "workers": sessions[-1].get("workers") if sessions else None,
         "cpus": sessions[-1].get("cpus") if sessions else None,
@@ -148,20 +180,45 @@ def render_markdown(s: dict[str, Any], plots: dict[str, str] | None = None) -> s
         f"errors made {s['errors_made']}, fixed {s['errors_fixed']}",
         f"- Stop reasons: {', '.join(f'{k} {v}' for k, v in sorted(s['stop_reasons'].items()))}",
     ]
+    lines.append(
+        f"- Grounding n/a (conclusions stating nothing checkable): {s['grounded_na']} run(s), "
+        "left out of the grounded rate"
+    )
+    counters = s["counters"]
+    lines.append(
+        "- Loop levers: "
+        + "; ".join(
+            f"{label} {counters[key]['total']} (mean {counters[key]['mean']} per run, "
+            f"in {pct(counters[key]['runs'])} of runs)"
+            for key, label in COUNTERS.items()
+        )
+    )
     if "dabench" in s:
         d = s["dabench"]
+        every = d["all_questions"]
         lines.append(
-            f"- DABench accuracy by question {d['accuracy_by_question']:.2%}, proportional "
-            f"{d['accuracy_proportional']:.2%}, by sub-question {d['accuracy_by_sub_question']:.2%}"
+            f"- DABench accuracy (as DABench counts: {d['answered']} answered question(s), "
+            f"{d['unanswered']} unanswered left out) by question {d['accuracy_by_question']:.2%}, "
+            f"proportional {d['accuracy_proportional']:.2%}, "
+            f"by sub-question {d['accuracy_by_sub_question']:.2%}"
         )
+        lines.append(
+            f"- DABench accuracy with the {d['unanswered']} unanswered as failures: by question "
+            f"{every['accuracy_by_question']:.2%}, proportional {every['accuracy_proportional']:.2%}, "
+            f"by sub-question {every['accuracy_by_sub_question']:.2%}"
+        )
+    if s["skipped"]:
+        names = ", ".join(f"{k['id']} ({k.get('file', '')})" for k in s["skipped"])
+        lines.append(f"- Skipped before the run, their table missing: {len(s['skipped'])}: {names}")
     for title, path in (plots or {}).items():
         lines += ["", f"![{title}]({path})"]
     lines += [
         "",
         "## Tasks",
         "",
-        "| task | kind | dataset | stop | steps | figures | re-runs | answers | grounded | passed | s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| task | kind | dataset | stop | steps | figures | re-runs | answers | grounded "
+        "| prechecks | gate returns | malformed | removed | passed | s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in s["rows"]:
         stop = r["stop"] if not r["error"] else f"harness error: {r['error'][:60]}"
@@ -170,12 +227,15 @@ def render_markdown(s: dict[str, Any], plots: dict[str, str] | None = None) -> s
         lines.append(
             f"| {r['task']} | {r['kind']} | {r['dataset']} | {stop} | {steps} | {figures} "
             f"| {_mark(r['reproducible'])} | {r['answers']} | {r['grounded']} "
-            f"| {'**yes**' if r['passed'] else 'no'} | {r['seconds'] or 0:.0f} |"
+            + "".join(f"| {'-' if r[key] is None else r[key]} " for key in COUNTERS)
+            + f"| {'**yes**' if r['passed'] else 'no'} | {r['seconds'] or 0:.0f} |"
         )
     lines += [
         "",
-        "Grounded: numbers the conclusions state that some cell output supports / numbers stated "
-        "(rule: `jupyter_analyst/agent/grounding.py`).",
+        "Grounded: claims (numbers, and text answers) that some cell output supports / claims "
+        "stated; n/a when the conclusions state nothing checkable (no failure on a closed-form "
+        "task, a failure on an open one) (rule: `jupyter_analyst/agent/grounding.py`). "
+        "Prechecks, gate returns, malformed calls and removed cells are the loop's own counts per run.",
     ]
     return "\n".join(lines) + "\n"
 
