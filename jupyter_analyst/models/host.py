@@ -69,6 +69,7 @@ class EmbeddedModel:
         dtype: str = "auto",
         extra_args: list[str] | None = None,
         keep_log: bool = False,
+        constrained: bool | None = None,
     ) -> None:
         if quantization not in ("auto", "4bit", "8bit", "none"):
             raise ValueError(f"quantization must be auto, 4bit, 8bit or none, not {quantization!r}")
@@ -85,6 +86,8 @@ class EmbeddedModel:
         self.env = dict(env or {})
         self.extra_args = list(extra_args or [])
         self.keep_log = keep_log
+        self.constrained = constrained
+        """Grammar-constrained tool calls: True/False, or None for "where the library is installed"."""
         self.api_key = ""
         self.port: int | None = None
         self.model_name = ""
@@ -117,6 +120,8 @@ class EmbeddedModel:
             "--max-new-tokens",
             str(self.max_new_tokens),
             "--enable-thinking" if self.enable_thinking else "--no-thinking",
+            "--constrained",
+            {None: "auto", True: "on", False: "off"}[self.constrained],
         ]
         if self.adapter:
             cmd += ["--adapter", self.adapter]

@@ -41,6 +41,8 @@ class Profile:
     temperature: float = 0.2
     max_new_tokens: int = 1536
     enable_thinking: bool = False
+    constrained: bool | None = None
+    """Enforce the tool-call grammar while decoding (embedded only); None: where llguidance is installed."""
     # Size facts used only for the memory estimate.
     params_b: float = 0.0
     embedding_params_b: float = 0.0

@@ -32,6 +32,7 @@ class PolicyChoice:
     replay: Path | None = None
     temperature: float | None = None
     max_new_tokens: int | None = None
+    constrained: bool | None = None
 
 
 @dataclass
@@ -69,6 +70,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--api-key", help="API key for --base-url (default: $OPENAI_API_KEY)")
     g.add_argument("--temperature", type=float, help="sampling temperature")
     g.add_argument("--max-new-tokens", type=int, help="tokens per model reply")
+    g.add_argument(
+        "--constrained",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="enforce the tool-call grammar while an embedded model decodes (default: where installed)",
+    )
 
 
 def choice_from_args(args: argparse.Namespace) -> PolicyChoice:
@@ -84,6 +91,7 @@ def choice_from_args(args: argparse.Namespace) -> PolicyChoice:
         replay=getattr(args, "replay", None),
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
+        constrained=getattr(args, "constrained", None),
     )
 
 
@@ -134,6 +142,7 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
         device=profile.device,
         max_new_tokens=choice.max_new_tokens or profile.max_new_tokens,
         enable_thinking=profile.enable_thinking,
+        constrained=profile.constrained if choice.constrained is None else choice.constrained,
     )
     host.start()
     try:

@@ -16,6 +16,7 @@ One module per concern, each importing only those listed before it:
 - ``common``: the stderr logger and ``RequestError``;
 - ``loading``: device/quantisation flags, tokenizer + model (+ adapter), the served name;
 - ``chat``: wire messages in, parsed replies out, and the ``StreamSplitter``;
+- ``grammar``: the tool-call grammar and its logits mask (llguidance), ``reply_problem``;
 - ``engine``: ``Engine`` (generation, prefix cache), usage and out-of-memory helpers;
 - ``server``: the HTTP handler and ``WorkerServer`` (bearer secret, error replies);
 - ``process``: flags, start-up, the ready line and exit codes (``main``).

@@ -27,6 +27,7 @@ class Engine:
         max_new_tokens: int,
         enable_thinking: bool,
         prefix_cache: bool = True,
+        constraint: Any = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model
@@ -48,6 +49,8 @@ class Engine:
                     eos.append(tid)
         self.eos = eos
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+        self.constraint = constraint
+        """A ``grammar.ToolCallConstraint``: when set, replies to requests with tools are calls."""
 
     def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
         """Template the prompt; return (model inputs, generate kwargs, thinking)."""
@@ -87,6 +90,15 @@ class Engine:
             gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if body.get("seed") is not None:
             torch.manual_seed(int(body["seed"]))
+        # A request may opt out (``"constrained": false``); it can't opt in on a worker without it.
+        if tools and self.constraint is not None and body.get("constrained", True) is not False:
+            from transformers import LogitsProcessorList
+
+            try:
+                mask = self.constraint.processor(tools, thinking, max_new)
+            except ValueError as exc:
+                raise RequestError(400, f"cannot constrain the reply to these tools: {exc}") from None
+            gen["logits_processor"] = LogitsProcessorList([mask])
         return inputs, gen, thinking
 
     # A run's prompt grows by appending (design.md §5), so each step should prefill only its

@@ -16,6 +16,7 @@ import time
 from ...errors import InputError
 from .common import log
 from .engine import Engine, is_oom
+from .grammar import ToolCallConstraint, available, require
 from .loading import load_model, model_name
 from .server import WorkerServer
 
@@ -49,11 +50,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="recompute every prompt instead of reusing the previous request's cache",
     )
+    p.add_argument(
+        "--constrained",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="enforce the tool-call grammar while decoding (llguidance); auto = on where it is installed",
+    )
     think = p.add_mutually_exclusive_group()
     think.add_argument("--enable-thinking", dest="enable_thinking", action="store_true")
     think.add_argument("--no-thinking", dest="enable_thinking", action="store_false")
     p.set_defaults(enable_thinking=False)
     return p.parse_args(argv)
+
+
+def make_constraint(mode: str, engine: Engine) -> ToolCallConstraint | None:
+    """The grammar constraint for ``--constrained`` (auto/on/off); "on" without the library raises."""
+    if mode == "off" or (mode == "auto" and not available()):
+        return None
+    require()
+    try:  # the logits' width: the LM head can be wider than the tokenizer's vocabulary
+        vocab = int(engine.model.get_output_embeddings().weight.shape[0])
+    except (AttributeError, TypeError, IndexError):
+        vocab = len(engine.tokenizer)
+    return ToolCallConstraint(engine.tokenizer, engine.eos, vocab)
 
 
 def _watch_stdin() -> None:
@@ -95,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(
         tokenizer, model, model_name(args), args.max_new_tokens, args.enable_thinking, args.prefix_cache
     )
+    try:
+        engine.constraint = make_constraint(args.constrained, engine)
+    except RuntimeError as exc:
+        log(f"error: {exc}")
+        return 3
+    log(f"constrained decoding {'on' if engine.constraint is not None else 'off'}")
     try:
         server = WorkerServer((args.host, args.port), engine, secret)
     except OSError as exc:
