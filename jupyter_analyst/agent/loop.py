@@ -6,16 +6,33 @@ exactly why the base model in the original experiment stopped after 1.2 turns. E
 model or its code causes become the next observation (that is the fix loop); errors in our
 own code raise. A cell that would rebind one of the user's names is not run at all: the
 model is told which names and what to use instead (``agent.names``).
+
+Two levers help any model, and can be switched off to measure them:
+
+* ``prechecks``: a cell with a syntax error, or reading a column an input frame does not
+  have, is answered from the source alone (``agent.precheck``): the model gets the error
+  line or the nearest real column names, the cell is neither run nor added to the
+  notebook (a ``ModelReplied`` then only the tool message; no ``CellAdded``/``CellExecuted``),
+  so the notebook keeps no mistake nobody ran. These catches and the refusals above count
+  in ``RunFinished.prechecks`` (a refused cell *is* added, commented out, so a re-run
+  can't do it either).
+* ``grounding_gate``: a ``final_answer`` stating numbers that no output of the run's cells
+  and no data fact shows (``agent.grounding``, the judge's rule; the question's own numbers
+  are exempt) goes back to the model once with those numbers listed, and nothing is added.
+  The next ``final_answer`` is accepted; what it still states unsupported is recorded on
+  the conclusions cell (``CellAdded.unverified``) and in ``RunFinished.unverified``. On the
+  last step of the budget there is no going back: the answer is accepted and recorded.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ..errors import BackendError
+from .grounding import Evidence, check_grounding, output_texts
 from .names import (
     CLASH_ERROR,
     CellNames,
@@ -28,7 +45,8 @@ from .names import (
 )
 from .observe import DEFAULT_LIMIT, head_tail, observe
 from .parsing import FORMAT_HINT, parse_tool_calls
-from .prompts import CONTINUE_MESSAGE, SYSTEM_PROMPT
+from .precheck import Prechecker, Verdict
+from .prompts import CONTINUE_MESSAGE, SYSTEM_PROMPT, grounding_return, split_task
 from .tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT, TOOLS
 from .types import (
     AssistantTurn,
@@ -73,6 +91,9 @@ class _Tally:
     fixed: int = 0
     last_failed: bool = False
     malformed: int = 0
+    prechecks: int = 0
+    returns: int = 0
+    unverified: list[str] = field(default_factory=list)
 
 
 class AgentLoop:
@@ -82,6 +103,9 @@ class AgentLoop:
     ``protected_names`` are the user's names (with their import origins, see
     ``agent.names``): a cell that would rebind one is not run; the model is told which
     names clash and a free alternative for each. Names the run itself bound may be rebound.
+    ``frames`` maps each input frame to its columns (``precheck.known_frames`` of the
+    facts) for the column check; ``prechecks`` and ``grounding_gate`` switch the two
+    levers of the module docstring (both on by default).
     """
 
     def __init__(
@@ -96,6 +120,9 @@ class AgentLoop:
         context_chars: int = DEFAULT_CONTEXT_CHARS,
         should_stop: Callable[[], bool] | None = None,
         protected_names: Protected | Iterable[str] | None = None,
+        frames: Mapping[str, Sequence[str]] | None = None,
+        prechecks: bool = True,
+        grounding_gate: bool = True,
     ) -> None:
         self.policy = policy
         self.executor = executor
@@ -108,6 +135,14 @@ class AgentLoop:
         self.protected = protect(protected_names)
         self.created: dict[str, None] = {}
         """Names the run's cells bound that were not protected (ordered, as a set)."""
+        self.frames = {name: list(columns) for name, columns in (frames or {}).items()}
+        self.prechecks = prechecks
+        self.grounding_gate = grounding_gate
+        self._checker = Prechecker(self.frames)
+        self._outputs: list[str] = []
+        """Text of the non-error outputs of the run's cells: the gate's evidence."""
+        self._question = ""
+        self._facts = ""
         self.messages: list[Message] = []
         self.finished: RunFinished | None = None
         self.step = 0
@@ -126,6 +161,10 @@ class AgentLoop:
         self.step = 0
         self.finished = None
         self.created = {}
+        self._checker = Prechecker(self.frames)
+        self._outputs = []
+        question, facts = split_task(task)
+        self._question, self._facts = question, facts or ""
 
         while True:
             stop = self._budget_exceeded(self.step, tally.tokens, time.monotonic() - self._start)
@@ -182,7 +221,10 @@ class AgentLoop:
             errors_fixed=tally.fixed,
             detail=detail,
             created=list(self.created),
+            prechecks=tally.prechecks,
+            grounding_returns=tally.returns,
             malformed_calls=tally.malformed,
+            unverified=list(tally.unverified),
         )
         return self.finished
 
@@ -218,17 +260,29 @@ class AgentLoop:
         value = str(call.arguments[TOOL_ARGUMENT[call.name]])
         cell_id = uuid.uuid4().hex[:8]
         if call.name == FINAL_TOOL:
+            unverified = self._unsupported(value) if self.grounding_gate else []
+            if unverified and not tally.returns and step < self.budget.max_steps:
+                tally.returns += 1  # once: back to the model, nothing added
+                self._tool_message(call, grounding_return(unverified))
+                return None
+            tally.unverified = unverified
             source = value if value.lstrip().startswith("#") else f"## Conclusions\n\n{value}"
-            yield CellAdded(step, cell_id, "markdown", source, "conclusions")
+            yield CellAdded(step, cell_id, "markdown", source, "conclusions", unverified=list(unverified))
             self._tool_message(call, "ok: the analysis is finished")
             return StopReason.FINAL_ANSWER, value, ""
         if call.name == MARKDOWN_TOOL:
             yield CellAdded(step, cell_id, "markdown", value, "markdown")
             self._tool_message(call, "ok: markdown cell added")
             return None
+        verdict = self._checker.check(value) if self.prechecks else Verdict()
+        if verdict.catch is not None:  # neither run nor added: the notebook keeps no such cell
+            tally.prechecks += 1
+            self._tool_message(call, verdict.catch.observation)
+            return None
         names = cell_names(value)
         refused = self._refusal(names)
         if refused is not None:  # the cell stays, commented out, so a re-run can't do it either
+            tally.prechecks += 1
             error, text = refused
             yield CellAdded(step, cell_id, "code", commented(value, error), "code")
             result = CellResult(status="error", error_name=CLASH_ERROR, error_value=error)
@@ -237,6 +291,8 @@ class AgentLoop:
             result = self.executor.execute(value, cell_id)
             text = observe(result, self.observation_limit)
             self._record(names)
+            self._checker.ran(verdict)
+            self._outputs += output_texts({"cells": [{"cell_type": "code", "outputs": result.outputs}]})
         fixed = result.ok and tally.last_failed
         if result.ok:
             tally.fixed += int(fixed)
@@ -248,6 +304,12 @@ class AgentLoop:
         if result.status == "dead":
             return StopReason.KERNEL_DIED, None, "the kernel died while running a cell"
         return None
+
+    def _unsupported(self, answer: str) -> list[str]:
+        """The numbers ``answer`` states that no output of the run and no fact shows."""
+        evidence = Evidence.from_texts([*self._outputs, self._facts])
+        found = check_grounding(answer, evidence, self._question).unsupported
+        return list(dict.fromkeys(found))
 
     def _refusal(self, names: CellNames) -> tuple[str, str] | None:
         """(error value, observation) when the cell would rebind a protected name (or

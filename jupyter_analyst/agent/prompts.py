@@ -35,6 +35,24 @@ CONTINUE_MESSAGE = (
     "or final_answer when you are done."
 )
 
+MAX_LISTED = 12
+"""Unsupported numbers listed in a grounding return; the rest are counted."""
+
+
+def grounding_return(numbers: list[str]) -> str:
+    """What the model is told when ``final_answer`` states numbers no output or fact shows
+    (the loop's grounding gate): which ones, that nothing was added, and what to do."""
+    listed = ", ".join(numbers[:MAX_LISTED])
+    if len(numbers) > MAX_LISTED:
+        listed += f" and {len(numbers) - MAX_LISTED} more"
+    return (
+        f"Not finished: your conclusions state {listed}, which no cell output printed and the "
+        "data facts do not show. Nothing was added to the notebook. Print these values in a "
+        "code cell first, or correct or remove them, then call final_answer again with the "
+        "whole conclusions."
+    )
+
+
 FACTS_COLUMN_RE = re.compile(
     r"^- (?P<name>.+?): (?P<dtype>[\w\[\], :/-]+?), "
     r"(?P<kind>numeric|categorical|datetime|boolean|text|other), "
