@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .agent import AgentLoop, Budget, CellAdded, CellExecuted, Event, RunFinished, StopReason
+from .agent.precheck import known_frames
 from .agent.prompts import render_task
 from .agent.types import CellResult, Message, Policy, stop_note
 from .errors import AnalystError, BackendError, InputError, KernelError
@@ -83,6 +84,10 @@ class RunSpec:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     facts_timeout: float | None = None
     """Seconds for the silent facts code (None: the executor's cell timeout)."""
+    prechecks: bool = True
+    """Check each cell before it runs (syntax, the frame's columns); see ``agent.loop``."""
+    grounding_gate: bool = True
+    """Send a ``final_answer`` with numbers no output shows back to the model once."""
 
 
 @dataclass
@@ -249,6 +254,9 @@ class Session:
                 self.spec.budget,
                 should_stop=lambda: self.stopping,
                 protected_names=protected,
+                frames=known_frames(facts),
+                prechecks=self.spec.prechecks,
+                grounding_gate=self.spec.grounding_gate,
             )
             for event in self.loop.run(render_task(facts, self.spec.question)):
                 if isinstance(event, RunFinished):
