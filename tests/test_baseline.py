@@ -217,7 +217,7 @@ def test_penguins_question_steers_target_and_group(sh: Any, datasets: dict[str, 
     check(run)
     assert "**Question:** How does flipper_length_mm differ by island?" in run.answer
     assert "Highest mean flipper_length_mm: island = " in run.printed()
-    assert "By `island`, the mean `flipper_length_mm` is highest for" in run.answer
+    assert "**`flipper_length_mm` by `island`:** the mean is highest for island = " in run.answer
 
 
 def test_trend_over_time(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:

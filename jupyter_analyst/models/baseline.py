@@ -19,6 +19,7 @@ writes from data (column names, values) is escaped so it shows literally in mark
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT
 from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
@@ -26,6 +27,7 @@ from ..notebook.markdown import code_span, escape_markdown
 from . import baseline_answer as answer
 from . import baseline_cells as cells
 from . import baseline_names as naming
+from . import baseline_question as asked
 from .baseline_roles import Roles, State, Step, decide_roles, mentions, run_suffix, tidy_names
 from .baseline_task import Column, Task, own_calls, parse_task
 
@@ -166,6 +168,43 @@ def _pre_clean_steps(task: Task, state: State) -> list[Step]:
     return steps
 
 
+def _summary_of(frame: str, measure: str, groups: list[Column]) -> Callable[[int, bool], str | None]:
+    return lambda lv, fx: asked.grouped_summary(frame, measure, groups, fx)
+
+
+def _question_steps(task: Task, state: State, r: Roles) -> list[Step]:
+    """The question's own analysis, first: its measures by all its groupings together (a
+    summary per measure, one chart of them all), and the relationship it names."""
+    focus = r.focus
+    if not focus.named:
+        return []
+    f, pf = r.frame, r.plot_frame
+    steps = [
+        Step("q_md", MARKDOWN_TOOL, lambda lv, fx: asked.reading(focus, task.var, r.target, r.group)),
+    ]
+    groups = r.q_groups
+    if groups:
+        by = " and ".join(g.name for g in groups)
+        for i, m in enumerate(r.q_measures):
+            steps.append(Step(f"q_group_{i}", CODE_TOOL, _summary_of(f, m, groups), f"{m} by {by}"))
+        if r.q_measures:
+            steps.append(
+                Step(
+                    "q_chart",
+                    CODE_TOOL,
+                    lambda lv, fx: asked.grouped_chart(pf, r.q_measures, groups, lv),
+                    f"chart by {by}",
+                )
+            )
+    if focus.pair:
+        x, y = focus.pair
+        hue = groups[0].name if groups else None
+        steps.append(
+            Step("q_rel", CODE_TOOL, lambda lv, fx: asked.relation(f, pf, x, y, hue, lv), f"{y} vs {x}")
+        )
+    return steps
+
+
 def _analysis_steps(task: Task, state: State, r: Roles) -> list[Step]:
     f, pf, t, g = r.frame, r.plot_frame, r.target, r.group
     charts = state.level <= 1
@@ -208,6 +247,8 @@ def _analysis_steps(task: Task, state: State, r: Roles) -> list[Step]:
             Step("corr", CODE_TOOL, lambda lv, fx: cells.correlation(f, r.numeric, t, lv), "correlations")
         )
         pair = _scatter_pair(state.output.get("corr", ""), r)
+        if pair and r.focus.pair and set(pair) == set(r.focus.pair):
+            pair = None  # the question's relationship is drawn already
         if pair and charts:
             hue = g if g and r.group_unique <= 10 else None
             steps.append(
@@ -218,21 +259,23 @@ def _analysis_steps(task: Task, state: State, r: Roles) -> list[Step]:
                     f"scatter of {pair[1]} vs {pair[0]}",
                 )
             )
-    if g and (t or r.group2):
-        second = code_span(t) if t else code_span(r.group2 or "")
-        title = f"## {second} by {code_span(g)}" if t else f"## {code_span(g)} and {second}"
+    asked = [c.name for c in r.q_groups]
+    compared = bool(g and asked[:1] == [g] and t in r.q_measures)  # by the question's summary
+    g2 = r.group2 if r.group2 not in asked else None
+    if g and ((t and not compared) or g2):
+        second = code_span(t) if t and not compared else code_span(g2 or "")
+        title = f"## {second} by {code_span(g)}" if t and not compared else f"## {code_span(g)} and {second}"
         body = (
             "Compare the main measure across the (top 10) groups."
-            if t
+            if t and not compared
             else "How the two categorical columns co-occur."
         )
         steps.append(Step("group_md", MARKDOWN_TOOL, lambda lv, fx: f"{title}\n\n{body}"))
-        if t:
+        if t and not compared:
             steps.append(
                 Step("group", CODE_TOOL, lambda lv, fx: cells.group_compare(f, pf, t, g, lv), f"{t} by {g}")
             )
-        if r.group2:
-            g2 = r.group2
+        if g2:
             steps.append(
                 Step("cross", CODE_TOOL, lambda lv, fx: cells.crosstab(f, g, g2, lv), f"{g} by {g2}")
             )
@@ -348,6 +391,7 @@ def plan(task: Task, state: State) -> tuple[list[Step], Roles | None]:
     if task.rows == 0 or "clean" not in state.status:
         return steps, None
     roles = decide_roles(task, state)
+    steps += _question_steps(task, state, roles)
     steps += _analysis_steps(task, state, roles)
     steps += _filler_steps(task, state, roles)
     return steps, roles
@@ -371,6 +415,7 @@ def _answer(task: Task, state: State, roles: Roles | None, steps: list[Step]) ->
         sampled=bool(roles and roles.plot_frame != roles.frame),
         group_first=bool(g and mentions(task.question, [g]) and not (t and mentions(task.question, [t]))),
         time_first=bool(_TIME_WORDS.search(task.question)),
+        lead=asked.answer(roles.focus, roles.q_measures, state.output) if roles else [],
     )
 
 

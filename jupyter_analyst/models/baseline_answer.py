@@ -47,11 +47,13 @@ def conclusions(
     sampled: bool,
     group_first: bool,
     time_first: bool,
+    lead: list[str] | None = None,
 ) -> str:
     """The final answer: markdown built only from lines the cells printed (quoted verbatim).
 
     ``out`` maps step keys to the observations of cells that ran; ``failures`` maps step
-    titles to their error line, reported instead of numbers.
+    titles to their error line, reported instead of numbers; ``lead`` holds the sentences
+    that answer the question by the columns and groups it names, which come first.
     """
     num = r"(-?[\d.]+(?:e[-+]?\d+)?|-?inf)"
     head = [
@@ -180,11 +182,15 @@ def conclusions(
             findings.append(esc(m[1]) + ".")
 
     parts = head + ["", "### Answer" if question else "### Summary", ""]
-    parts.append(
-        " ".join(summary)
-        if summary
-        else "The cells above produced no result that answers this directly; see the findings."
-    )
+    if lead:
+        parts += [line for sentence in lead for line in (sentence, "")]
+        parts.append("More broadly: " + " ".join(summary) if summary else "")
+    else:
+        parts.append(
+            " ".join(summary)
+            if summary
+            else "The cells above produced no result that answers this directly; see the findings."
+        )
     if findings:
         parts += ["", "### Findings", ""] + [f"- {f}" for f in findings]
     caveats = []
@@ -198,7 +204,8 @@ def conclusions(
     )
     if question:
         caveats.append(
-            "This rule-based analysis reads the question only to choose which columns to focus on."
+            "This rule-based analysis reads the question for the columns and groupings it names; "
+            "it answers with the summaries above, not by reasoning about the question."
         )
     parts += ["", "### Caveats", ""] + [f"- {c}" for c in caveats]
     return "\n".join(parts)

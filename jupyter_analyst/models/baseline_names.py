@@ -34,11 +34,11 @@ MODULES = {"np": "numpy", "plt": "matplotlib.pyplot", "sns": "seaborn"}
 NAMES = tuple(
     sorted(
         """
-        a ax b best by_group categorical changes col corr counts date_col dates digits fig group
-        i image j label labels lengths lower means missing missing_pct n_duplicates n_out num_cols
-        numbers numeric pair pairs parsed plot_df positions q1 q3 r rows_before seen share shares
-        sizes subset summary table target top top_a top_b top_groups trend unparsed upper values
-        with_target worst x y
+        a ax axes b best by by_group categorical changes col corr counts date_col dates digits fig
+        group i image j key label labels lengths lower means measures missing missing_pct
+        n_duplicates n_out num_cols numbers numeric pair pairs parsed part plot_df positions q1 q3 r
+        rank rows_before seen share shares sizes slope subset summary table target top top_a top_b
+        top_groups trend unparsed upper values with_target worst x y
         """.split()
     )
 )

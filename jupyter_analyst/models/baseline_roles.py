@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from . import baseline_cells as cells
 from . import baseline_names as naming
+from .baseline_question import Focus, read_question
 from .baseline_task import Column, Task
 
 _ERROR_RE = re.compile(r"^Error: ", re.MULTILINE)
@@ -133,6 +134,11 @@ class Roles:
     freq: str | None
     period: str
     dated: bool
+    focus: Focus = field(default_factory=Focus)
+    """How the question was read: its named columns are analysed first."""
+    q_measures: list[str] = field(default_factory=list)
+    """The measures compared across the question's groupings (its own, else the target)."""
+    q_groups: list[Column] = field(default_factory=list)
 
 
 def _looks_like_id(c: Column, rows: int) -> bool:
@@ -217,10 +223,14 @@ def decide_roles(task: Task, state: State) -> Roles:
     is_num = {c.name: (c.kind == "numeric" or c.name in converted) for c in usable}
     numeric = [c for c in usable if is_num[c.name] and c.unique >= 2 and not _looks_like_id(c, task.rows)]
     mentioned = mentions(task.question, [c.name for c in usable])
+    focus = read_question(task.question, usable)
+    named = focus.target or (focus.pair[1] if focus.pair else None) or next(iter(focus.measures), None)
 
     candidates = [c for c in numeric if not _looks_like_year(c)]
     target, why = None, ""
-    for name in mentioned:
+    if named is not None:
+        target, why = named, "the question names it"
+    for name in [] if target else mentioned:
         if any(c.name == name for c in candidates):
             target, why = name, "the question mentions it"
             break
@@ -251,14 +261,17 @@ def decide_roles(task: Task, state: State) -> Roles:
         and not _looks_like_id(c, task.rows)
     ]
     cats.sort(key=lambda c: (bucket(c), c.index))
-    group = next((n for n in mentioned if any(c.name == n for c in cats)), None)
+    group = next(iter(focus.groups), None) or next(
+        (n for n in mentioned if any(c.name == n for c in cats)), None
+    )
     if group is None and cats:
         group = cats[0].name
     if group is None:  # a small integer code such as "cylinders" can group rows too
         small = [c for c in numeric if 2 <= c.unique <= 10 and c.name != target and not _looks_like_year(c)]
         group = small[0].name if small else None
     group_unique = next((c.unique for c in usable if c.name == group), 0)
-    group2 = next((c.name for c in cats if c.name != group and c.unique <= 20), None)
+    group2 = focus.groups[1] if len(focus.groups) > 1 else None
+    group2 = group2 or next((c.name for c in cats if c.name != group and c.unique <= 20), None)
     text = next(
         (
             c.name
@@ -273,11 +286,12 @@ def decide_roles(task: Task, state: State) -> Roles:
         None,
     )
 
-    num_cols = ([target] if target else []) + [c.name for c in numeric if c.name != target]
+    first = ([target] if target else []) + [m for m in focus.measures if m != target]
+    num_cols = first + [c.name for c in numeric if c.name not in first]
     date, freq, period, dated = None, None, "", False
     datetimes = [n for n in ranges if n in {c.name for c in usable}]
     if datetimes:
-        date = next((n for n in mentioned if n in datetimes), datetimes[0])
+        date = next((n for n in [*focus.dates, *mentioned] if n in datetimes), datetimes[0])
         days, distinct = ranges[date]
         dated = True
         if distinct <= 60:
@@ -303,4 +317,7 @@ def decide_roles(task: Task, state: State) -> Roles:
         freq,
         period,
         dated,
+        focus,
+        list(focus.measures) or ([target] if focus.groups and target else []),
+        [next(c for c in usable if c.name == g) for g in focus.groups],
     )
