@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
     run.add_argument("--quiet", action="store_true", help="print only the final line")
     run.add_argument(
+        "--keep-failed-cells",
+        action="store_true",
+        help="keep failed cells a later cell fixed (by default they leave the finished notebook)",
+    )
+    run.add_argument(
         "--save-trajectory",
         type=Path,
         metavar="FILE",
@@ -139,7 +144,12 @@ class Progress:
         self.status(f"  step {self.step:>2}  generating ({self.generated} characters)...")
 
     def __call__(self, event: object) -> None:
-        from .agent import CellAdded, CellExecuted, ModelReplied, StepStarted
+        from .agent import CellAdded, CellExecuted, CellsRemoved, ModelReplied, StepStarted
+
+        if isinstance(event, CellsRemoved):
+            n = len(event.cell_ids)
+            cells = f"{n} failed cell{'s' if n != 1 else ''}"
+            self.say(f"  tidy        {cells} a later cell fixed: removed from the notebook")
 
         if isinstance(event, StepStarted):
             self.step, self.generated = event.step, 0
@@ -208,6 +218,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
             question=args.question,
             budget=budget,
             cell_timeout=args.cell_timeout,
+            keep_failed_cells=args.keep_failed_cells,
         )
         outcome = run_analysis(config, handle.policy, on_event=progress, label=handle.label)
         if args.save_trajectory:
@@ -223,6 +234,8 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
             )
     fin = outcome.finished
     fixed = f", {fin.errors_fixed} of {fin.errors} errors fixed" if fin.errors else ""
+    if fin.cells_removed:
+        fixed += f" ({fin.cells_removed} failed cell{'s' if fin.cells_removed != 1 else ''} removed)"
     how = (
         "finished with conclusions"
         if fin.reason.natural

@@ -1,4 +1,4 @@
-"""``%analyst df "question" [--max-steps N] [--profile P]``: start an analysis from a cell.
+"""``%analyst df "question" [--max-steps N] [--profile P] [--keep-failed-cells]``: start an analysis.
 
 ``%load_ext jupyter_analyst`` registers the magic. Inside a Jupyter server (the kernel of
 a notebook session, which jupyter_server marks with ``JPY_SESSION_NAME``) it asks the
@@ -37,6 +37,7 @@ class MagicArgs:
     question: str | None
     max_steps: int
     profile: str | None
+    keep_failed_cells: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,19 +52,22 @@ def parse_line(line: str) -> MagicArgs:
     parser.add_argument("question", nargs="*")
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--keep-failed-cells", action="store_true")
     try:
         words = shlex.split(line)
     except ValueError as exc:
         raise InputError(f"cannot parse the arguments: {exc}") from None
     if not words:
-        raise InputError('usage: %analyst VARIABLE ["question"] [--max-steps N] [--profile P]')
+        raise InputError(
+            'usage: %analyst VARIABLE ["question"] [--max-steps N] [--profile P] [--keep-failed-cells]'
+        )
     ns = parser.parse_args(words)
     if not ns.variable.isidentifier():
         raise InputError(f"not a variable name: {ns.variable!r}")
     if not 1 <= ns.max_steps <= 200:
         raise InputError("--max-steps must be between 1 and 200")
     question = " ".join(ns.question).strip() or None
-    return MagicArgs(ns.variable, question, ns.max_steps, ns.profile)
+    return MagicArgs(ns.variable, question, ns.max_steps, ns.profile, ns.keep_failed_cells)
 
 
 # --------------------------------------------------------------------------- the server path
@@ -141,6 +145,8 @@ def start_remote(target: ServerTarget, args: MagicArgs, after_cell_id: str | Non
         "profile": args.profile,
         "after_cell_id": after_cell_id,
     }
+    if args.keep_failed_cells:  # only when asked: an older server refuses unknown fields
+        body["keep_failed_cells"] = True
     request = urllib.request.Request(
         target.url.rstrip("/") + "/jupyter-analyst/runs",
         data=json.dumps(body).encode(),
@@ -204,6 +210,7 @@ def run_here(shell: Any, args: MagicArgs, executor: InProcessExecutor, facts: di
         budget=Budget(max_steps=args.max_steps),
         source=f"variable `{args.variable}`",
         subject=args.variable,
+        keep_failed_cells=args.keep_failed_cells,
     )
     with warnings.catch_warnings():  # e.g. tqdm's IProgress warning from huggingface_hub
         warnings.simplefilter("ignore")
@@ -238,7 +245,7 @@ def run_here(shell: Any, args: MagicArgs, executor: InProcessExecutor, facts: di
 
 
 def analyst_magic(line: str) -> None:
-    """%analyst VARIABLE ["question"] [--max-steps N] [--profile P]: analyse a DataFrame.
+    """%analyst VARIABLE ["question"] [--max-steps N] [--profile P] [--keep-failed-cells]: analyse.
 
     In a notebook served by Jupyter the run happens in this notebook, cells appearing
     after this one; elsewhere it runs here and writes ``*-analysis-report.ipynb``.

@@ -54,6 +54,8 @@ class RunConfig:
     cell_timeout: float = 120.0
     variable: str = "df"
     max_output_bytes: int = 1_000_000
+    keep_failed_cells: bool = False
+    """Keep failed cells a later fix superseded (by default the finished notebook drops them)."""
 
 
 @dataclass
@@ -197,6 +199,7 @@ def run_analysis(
         source=data.name,
         subject=data.name,
         load_code=setup_source(data, output.parent, config.variable),
+        keep_failed_cells=config.keep_failed_cells,
     )
     with KernelExecutor(
         cwd=output.parent, timeout=config.cell_timeout, max_output_bytes=config.max_output_bytes

@@ -19,6 +19,7 @@ spent; any other failure gets a note and raises.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import threading
 import uuid
@@ -27,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import __version__
-from .agent import AgentLoop, Budget, CellAdded, CellExecuted, Event, RunFinished, StopReason
+from .agent import AgentLoop, Budget, CellAdded, CellExecuted, CellsRemoved, Event, RunFinished, StopReason
 from .agent.precheck import known_frames
 from .agent.prompts import render_task
+from .agent.tidy import superseded
 from .agent.types import CellResult, Message, Policy, stop_note
 from .errors import AnalystError, BackendError, InputError, KernelError
 from .kernel.channel import OutputListener
@@ -88,6 +90,9 @@ class RunSpec:
     """Check each cell before it runs (syntax, the frame's columns); see ``agent.loop``."""
     grounding_gate: bool = True
     """Send a ``final_answer`` with numbers no output shows back to the model once."""
+    keep_failed_cells: bool = False
+    """Keep failed cells a later fix superseded (by default the run's end removes them from
+    the notebook, see ``agent.tidy``; its events keep them either way)."""
 
 
 @dataclass
@@ -177,6 +182,8 @@ class Session:
         self.finished: RunFinished | None = None
         self.wrote = False
         """True once a cell of this run reached the sink."""
+        self.events: list[Event] = []
+        """The loop's cell events delivered so far: what tidy reads at the end."""
         self._lock = threading.RLock()
         self._closed = False
 
@@ -311,6 +318,8 @@ class Session:
                     self.sink.handle(event)  # a cell that was running gets its outputs, never a [*]
                 return False
             self._to_sink(event)
+            if isinstance(event, (CellAdded, CellExecuted)):
+                self.events.append(event)
             self.on_event(event)
             return True
 
@@ -328,12 +337,31 @@ class Session:
                 self._closed = True
                 self._note(None, error)
 
+    def _tidy(self) -> list[str]:
+        """The failed cells a later fix superseded, to drop from the notebook (none when the
+        spec keeps them). Every run that ends with a ``RunFinished`` is tidied: a budget, a
+        stop or a dead kernel does not make a fixed error any less superseded, and the
+        notebook left behind is the one a reader (or the judge) re-runs."""
+        if self.spec.keep_failed_cells:
+            return []
+        try:
+            return superseded(self.events)
+        except Exception:  # noqa: BLE001 - a cell kept is the old behaviour; a lost end is not
+            return []
+
     def _finish(self, finished: RunFinished) -> RunFinished | None:
-        """Close the run once: the note (unless it has conclusions), then ``RunFinished``."""
+        """Close the run once: the superseded cells out, the note (unless it has
+        conclusions), then ``RunFinished``."""
         with self._lock:
             if self._closed:
                 return None
             self._closed = True
+            removed = self._tidy()
+            if removed:
+                finished = dataclasses.replace(finished, cells_removed=len(removed))
+                event = CellsRemoved(removed)
+                self.sink.handle(event)
+                self.on_event(event)
             self.finished = finished
             if not finished.reason.natural:
                 error = finished.detail if finished.reason is StopReason.MODEL_ERROR else ""

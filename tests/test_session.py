@@ -232,7 +232,10 @@ def test_the_users_names_survive_a_run(shell: Any, tmp_path: Any) -> None:
         "print(summary.shape, corr.shape, table.shape, df_clean.shape, type(ax).__name__)",
     ]
     writer = NotebookWriter(tmp_path / "run.ipynb", "run1")
-    s = Session(InProcessExecutor(shell, timeout=0), writer, RunSpec(budget=Budget(max_steps=20)))
+    # keep_failed_cells: the refused cells stay, to show what they look like (tidy's default
+    # removes them, superseded by their renamed versions: tests/test_tidy.py)
+    spec = RunSpec(budget=Budget(max_steps=20), keep_failed_cells=True)
+    s = Session(InProcessExecutor(shell, timeout=0), writer, spec)
     fin = s.run(Renaming(cells)).finished
 
     assert fin.reason is StopReason.FINAL_ANSWER

@@ -51,6 +51,8 @@ class EvalConfig:
     data_cache: Path | None = None
     suite: str = "builtin"
     policy_label: str = ""
+    keep_failed_cells: bool = False
+    """Keep failed cells a later fix superseded in the notebooks (``agent.tidy``)."""
     skipped: list[dict[str, str]] = field(default_factory=list)
     """Questions of the suite left out before the run (``{"id", "file", "why"}``), kept in
     run.json so the report names them."""
@@ -178,6 +180,7 @@ def run_task(
             question=task.prompt,
             budget=config.budget,
             cell_timeout=config.cell_timeout,
+            keep_failed_cells=config.keep_failed_cells,
         )
         outcome = run_analysis(
             run_config,

@@ -17,7 +17,7 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from ..agent.types import CellAdded, CellExecuted, CellResult, CellRole, Event, RunFinished
+from ..agent.types import CellAdded, CellExecuted, CellResult, CellRole, CellsRemoved, Event, RunFinished
 
 TAG = "jupyter-analyst"
 META_KEY = "jupyter_analyst"
@@ -158,6 +158,13 @@ class NotebookWriter:
             cell.metadata["tags"].append(RAISES_TAG)
         cell.metadata[META_KEY]["seconds"] = round(result.duration, 3)
 
+    def remove_cells(self, cell_ids: list[str]) -> list[str]:
+        """Drop the run's cells ``cell_ids`` (superseded failed attempts); return those removed."""
+        gone = [i for i in cell_ids if i in self._cells]
+        drop = {id(self._cells.pop(i)) for i in gone}
+        self.nb.cells = [c for c in self.nb.cells if id(c) not in drop]
+        return gone
+
     def update_metadata(self, **values: Any) -> None:
         self.nb.metadata[META_KEY].update(values)
 
@@ -172,6 +179,9 @@ class NotebookWriter:
         elif isinstance(event, CellExecuted):
             self.set_result(event.cell_id, event.result)
             self.save()
+        elif isinstance(event, CellsRemoved):
+            if self.remove_cells(event.cell_ids):
+                self.save()
         elif isinstance(event, RunFinished):
             self.update_metadata(
                 stop_reason=event.reason.value,
