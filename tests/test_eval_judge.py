@@ -57,8 +57,11 @@ SCRIPTS: dict[str, list[Any]] = {
         ),
     ],
     "not-reproducible": [code(ONLY_ONCE + COMPUTE), code(PLOT), final(GOOD)],
-    "ungrounded": [code(COMPUTE), code(PLOT), final(GOOD + "\n\nThe heaviest Gentoo weighs 6543.21 g.")],
-    "no-final-answer": [code("df['no_such_column'].mean()"), code(COMPUTE)],
+    # the loop's grounding gate sends the first final_answer back once; the second is accepted
+    "ungrounded": [code(COMPUTE), code(PLOT)]
+    + [final(GOOD + "\n\nThe heaviest Gentoo weighs 6543.21 g.")] * 2,
+    # a runtime error (a pre-execution check cannot see it), then a fix
+    "no-final-answer": [code("int(df.species.iloc[0])"), code(COMPUTE)],
     "open-no-figure": [code(COMPUTE), final("Gentoo penguins are the heaviest: 5076.02 g on average.")],
 }
 
@@ -143,7 +146,7 @@ def test_number_in_no_output_is_ungrounded(evaluation: dict[str, Any]) -> None:
     v = verdict(evaluation, "ungrounded")
     assert v["answers_correct"] and v["reproducible"]
     assert v["grounded"] is False and v["unsupported"] == ["6543.21"]
-    assert not v["passed"]
+    assert v["grounding_returns"] <= 1 and not v["passed"]
 
 
 def test_run_without_final_answer_is_not_natural(evaluation: dict[str, Any]) -> None:
@@ -205,12 +208,18 @@ def test_report_and_compare_files(evaluation: dict[str, Any], tmp_path: Path) ->
     md = (out / "report.md").read_text()
     assert "| correct | closed |" in md and "Wall time" in md
     assert "| prechecks | gate returns | malformed | removed |" in md
-    assert "pre-execution catches 0 (mean 0.0 per run, in 0.0% (0/6) of runs)" in md
-    assert summary["counters"]["malformed_calls"] == {
-        "total": 0,
-        "mean": 0.0,
-        "runs": {"n": 0, "of": 6, "rate": 0.0},
-    }
+    verdicts = [r["verdict"] for r in load_records(out).values()]
+    for key in ("prechecks", "grounding_returns", "malformed_calls", "cells_removed"):
+        total = sum(v[key] for v in verdicts)
+        runs = sum(1 for v in verdicts if v[key])
+        assert summary["counters"][key]["total"] == total
+        assert summary["counters"][key]["runs"] == {
+            "n": runs,
+            "of": 6,
+            "rate": pytest.approx(runs / 6, abs=1e-4),
+        }
+    assert summary["counters"]["malformed_calls"]["total"] == 0  # scripted calls are well formed
+    assert "pre-execution catches " in md and "cells removed by tidy " in md
     result = compare(out, out, tmp_path / "cmp")
     assert result["common_tasks"] == 6 and result["changed"] == []
     assert (tmp_path / "cmp" / "compare.md").exists() and (tmp_path / "cmp" / "compare.png").exists()

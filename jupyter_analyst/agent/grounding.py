@@ -28,8 +28,12 @@ The rule, in full (the report and README quote it):
 * **Evidence.** The text of every non-error output of every code cell (never markdown,
   code source or error tracebacks), plus, for numbers only, the data facts the model was
   given (the ``<data_facts>`` block of the task: row counts, missing counts, first rows).
+  Where the cell's code is known, what an output merely echoes of it is not evidence: a
+  number written as a literal in the cell's own code (``print(5123.45)``), a text answer
+  that the code spells out (``print('Gentoo')``).
 * **Matching.** Each number carries the precision it was written with: half a unit in its
-  last digit (``4201.75`` -> 0.005; an integer with trailing zeros, ``4,200``, -> 50). A
+  last digit (``4201.75`` -> 0.005; an integer with trailing zeros, ``4,200``, -> 50, but
+  not inside an answer, where ``@n[4200]`` is exact). A
   claim matches an output number when they differ by at most the larger of the two
   half-units, i.e. either could be a rounding of the other (``0.87`` matches ``0.8712``).
 * **Verdict.** Grounded when every claim matched; not grounded when one did not; *n/a*
@@ -147,12 +151,13 @@ def extract_claims(text: str, question: str = "") -> list[list[Number]]:
         readings = _parse(m)
         first = readings[0]
         is_integer = "." not in m.group("num") and not m.group("exp") and not m.group("scale")
-        if is_integer:
+        answered = _inside(m.start(), spans)
+        if is_integer and not answered:  # an answer's 4000 is exact; prose's "4,000" may be rounded
             stripped = m.group("num").replace(",", "")
             zeros = len(stripped) - len(stripped.rstrip("0"))
             if zeros:
                 readings = [Number(first.value, 0.5 * 10.0**zeros, first.text)]
-        if not _inside(m.start(), spans):  # answers are always claims
+        if not answered:  # answers are always claims
             if is_integer and (first.value <= 10 or 1800 <= first.value <= 2100):
                 continue
             if m.group("num") in CONSTANTS and not m.group("exp"):
@@ -187,13 +192,33 @@ class Evidence:
     halves: list[float] = field(default_factory=list)
     max_half: float = 0.0
     texts: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    """The code of the cell that printed each of ``texts`` ('' when unknown)."""
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], facts: Iterable[str] = ()) -> Evidence:
         """Evidence from output texts; ``facts`` (the data facts the model was given) add numbers only."""
-        texts = list(texts)
-        numbers = sorted((n.value, n.half_unit) for t in [*texts, *facts] for n in extract_numbers(t))
-        ev = cls([v for v, _ in numbers], [h for _, h in numbers], texts=texts)
+        return cls.from_cells([("", [t]) for t in texts], facts)
+
+    @classmethod
+    def from_cells(cls, cells: Iterable[tuple[str, list[str]]], facts: Iterable[str] = ()) -> Evidence:
+        """Evidence from ``(cell source, output texts)`` pairs: what a cell merely echoes of its
+        own code (``print(5123.45)``, ``print('Gentoo')``) is not evidence; facts add numbers only."""
+        numbers = [(n.value, n.half_unit) for t in facts for n in extract_numbers(t)]
+        texts: list[str] = []
+        sources: list[str] = []
+        for source, outputs in cells:
+            literals = [n.value for n in extract_numbers(source)]
+            for text in outputs:
+                texts.append(text)
+                sources.append(source)
+                numbers += [
+                    (n.value, n.half_unit)
+                    for n in extract_numbers(text)
+                    if not any(_same_value(n.value, lit) for lit in literals)
+                ]
+        numbers.sort()
+        ev = cls([v for v, _ in numbers], [h for _, h in numbers], texts=texts, sources=sources)
         ev.max_half = max(ev.halves, default=0.0)
         return ev
 
@@ -214,7 +239,9 @@ class Evidence:
             return False
         options = TEXT_SYNONYMS.get(phrase.casefold(), (phrase,))
         patterns = [_phrase_re(p) for p in options]
-        return any(p.search(t) for t in self.texts for p in patterns)
+        sources = self.sources if len(self.sources) == len(self.texts) else [""] * len(self.texts)
+        pairs = zip(self.texts, sources, strict=True)
+        return any(p.search(t) and not p.search(src) for t, src in pairs for p in patterns)
 
     def supports_text(self, value: str) -> bool:
         """A text answer is supported when printed whole, or when each of its text items is."""
@@ -226,10 +253,16 @@ class Evidence:
 
 def output_texts(nb: Any) -> list[str]:
     """Text of every non-error output of every code cell (stream, plain/markdown/latex data)."""
-    texts: list[str] = []
+    return [t for _, texts in cell_outputs(nb) for t in texts]
+
+
+def cell_outputs(nb: Any) -> list[tuple[str, list[str]]]:
+    """``(source, output texts)`` of every code cell, for :meth:`Evidence.from_cells`."""
+    cells: list[tuple[str, list[str]]] = []
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "code":
             continue
+        texts: list[str] = []
         for out in cell.get("outputs", []):
             kind = out.get("output_type")
             if kind == "stream":
@@ -239,7 +272,8 @@ def output_texts(nb: Any) -> list[str]:
                 for mime in ("text/plain", "text/markdown", "text/latex"):
                     if mime in data:
                         texts.append(_join(data[mime]))
-    return texts
+        cells.append((_join(cell.get("source", "")), texts))
+    return cells
 
 
 def _join(value: Any) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 
 import nbformat
 
-from ..agent.grounding import Evidence, check_grounding, output_texts
+from ..agent.grounding import Evidence, cell_outputs, check_grounding
 from ..agent.types import CellExecuted, Event, RunFinished, StopReason
 from .answers import extract_answers, extract_dabench_answers, score_answer, score_dabench
 from .tasks import EvalTask
@@ -255,7 +255,7 @@ def judge_run(
     claims = supported = text_claims = 0
     unsupported: list[str] = []
     if natural and answer:
-        evidence = Evidence.from_texts(output_texts(nb) if nb is not None else [], [facts] if facts else [])
+        evidence = Evidence.from_cells(cell_outputs(nb) if nb is not None else [], [facts] if facts else [])
         g = check_grounding(answer, evidence, task.prompt, answers=read_answers(task, answer))
         claims, supported, unsupported, text_claims = g.claims, g.supported, g.unsupported[:20], g.text_claims
         grounded = g.grounded
