@@ -80,7 +80,13 @@ SAFE_LINE_MAGICS = frozenset(
 SAFE_CELL_MAGICS = frozenset({"bash", "sh", "writefile", "html", "markdown", "latex", "javascript", "svg"})
 """Magics that run no Python of the cell (or only configure the shell)."""
 
-_HIDDEN_CODE = frozenset({"exec", "eval", "setattr", "delattr", "globals", "vars", "locals"})
+_HIDDEN_CODE = frozenset({"exec", "eval", "setattr", "delattr"})
+_NAMESPACES = frozenset({"globals", "vars", "locals", "get_ipython"})
+_NAMESPACE_WRITERS = frozenset(
+    {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__", "push", "del_var"}
+)
+_PURE = frozenset({"len", "print", "display", "isinstance", "type", "id", "repr", "str", "hasattr"})
+"""Builtins that neither keep nor return the object they are given."""
 _DUNDER_MUTATORS = frozenset({"__setitem__", "__setattr__", "__delitem__", "__init__", "_set_item"})
 _DATE_KEY = re.compile(r"^\d{4}(?:[-/.]\d{1,2}){0,2}(?:[ T].*)?$")
 _HEADER = frozenset({"columns", "axes"})
@@ -264,6 +270,12 @@ def _bare_loads(node: ast.AST, names: set[str]) -> bool:
         for child in ast.walk(node)
         if isinstance(child, ast.Attribute | ast.Subscript) and isinstance(child.value, ast.Name)
     }
+    inner |= {
+        id(arg)
+        for child in ast.walk(node)
+        if isinstance(child, ast.Call) and isinstance(child.func, ast.Name) and child.func.id in _PURE
+        for arg in child.args
+    }
     return any(
         isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in names and id(n) not in inner
         for n in ast.walk(node)
@@ -343,8 +355,12 @@ class _Changes(ast.NodeVisitor):
             columns = key.elts[1] if isinstance(key, ast.Tuple) and len(key.elts) == 2 else None
             if columns is not None and not _constant_keys(columns):
                 self.drop(target)
+        elif not isinstance(_root(base), ast.Name):
+            self.drop(target)  # globals()[...] = ..., get_ipython().user_ns[...] = ...
         elif _chain_attrs(base) & _HEADER or any(a.startswith("_") for a in _chain_attrs(base)):
-            self.drop(target)  # F.columns.values[0] = ...; F["a"][mask] = 0 only sets values
+            self.drop(target)  # F.columns.values[0] = ...
+        elif target == _ALL and not _constant_keys(node.slice):
+            self.drop(target)  # frames[0][name] = ... may add a column; F["a"][mask] = 0 can't
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         target = self.target(node) if isinstance(node.ctx, ast.Store) else None
@@ -375,6 +391,15 @@ class _Changes(ast.NodeVisitor):
             return
         if method in ("run_cell", "ex", "ev"):
             self.drop(_ALL)
+            return
+        namespace = _root(func.value)
+        if (
+            method in _NAMESPACE_WRITERS
+            and isinstance(namespace, ast.Call)
+            and isinstance(namespace.func, ast.Name)
+            and namespace.func.id in _NAMESPACES
+        ):
+            self.drop(_ALL)  # globals().update(...), get_ipython().push(...)
             return
         if method == "rename":
             self.state.created |= _strings(node)
