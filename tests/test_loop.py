@@ -288,3 +288,160 @@ def test_without_protected_names_nothing_is_refused() -> None:
     _, events = run(ScriptedPolicy([code("summary = 1"), code("summary = 2"), final("x")]))
     assert all(e.result.ok for e in events if isinstance(e, CellExecuted))
     assert events[-1].created == ["summary"]
+
+
+# -- the levers: pre-execution checks and the grounding gate ---------------------------------------
+
+
+def test_a_misspelled_column_is_answered_before_it_runs(ipython_shell: Any) -> None:
+    """On the real penguins frame in a real shell: the model gets the nearest column name,
+    the cell neither runs nor reaches the notebook, and the corrected cell runs."""
+    from palmerpenguins import load_penguins
+
+    from jupyter_analyst.agent import CellAdded, StepStarted
+    from jupyter_analyst.agent.precheck import known_frames
+    from jupyter_analyst.agent.prompts import render_task
+    from jupyter_analyst.kernel import InProcessExecutor as ShellExecutor
+    from jupyter_analyst.kernel.facts import frame_facts_code, parse_facts
+
+    ipython_shell.reset(new_session=False)
+    ipython_shell.user_ns.update(df=load_penguins())
+    ran: list[str] = []
+
+    class Recording(ShellExecutor):
+        def execute(self, code: str, cell_id: str = "") -> CellResult:
+            ran.append(code)
+            return super().execute(code, cell_id)
+
+    executor = Recording(ipython_shell, timeout=0)
+    executor.prepare()
+
+    def use_the_suggestion(messages: list[Message]) -> Any:
+        told = messages[-1]["content"]
+        match = re.search(r"did you mean '(\w+)'", told)
+        assert match and "NOT run" in told, told
+        return code(f"print(round(df[{match.group(1)!r}].mean(), 2))")
+
+    try:
+        facts = parse_facts(executor.run_silent(frame_facts_code("df")))
+        loop = AgentLoop(
+            ScriptedPolicy(
+                [
+                    code('print(df["bil_length_mm"].mean())'),
+                    use_the_suggestion,
+                    final("The mean bill length is 43.92 mm."),
+                ]
+            ),
+            executor,
+            Budget(max_steps=5),
+            frames=known_frames(facts),
+        )
+        events = list(loop.run(render_task(facts, "How long are the bills?")))
+    finally:
+        executor.release()
+    assert ran == ["print(round(df['bill_length_mm'].mean(), 2))"]  # the misspelled cell never ran
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[:3] == ["StepStarted", "ModelReplied", "StepStarted"]  # no cell for step 1
+    assert isinstance(events[2], StepStarted) and events[2].step == 2
+    assert "did you mean 'bill_length_mm'" in loop.messages[3]["content"]
+    assert loop.messages[3]["role"] == "tool" and loop.messages[3]["tool_call_id"]
+    added = [e for e in events if isinstance(e, CellAdded)]
+    assert [(e.step, e.role) for e in added] == [(2, "code"), (3, "conclusions")]
+    executed = [e for e in events if isinstance(e, CellExecuted)]
+    assert [e.observation for e in executed] == ["43.92"]
+    end = events[-1]
+    assert end.reason is StopReason.FINAL_ANSWER
+    assert (end.prechecks, end.errors, end.errors_fixed, end.grounding_returns) == (1, 0, 0, 0)
+
+
+def test_a_syntax_error_is_answered_before_it_runs() -> None:
+    loop, events = run(ScriptedPolicy([code("x = 1\nprint((x)"), code("print(1)"), final("done")]))
+    assert loop.executor.count == 1  # type: ignore[attr-defined]
+    told = loop.messages[3]["content"]
+    assert told.startswith("Error: SyntaxError: '(' was never closed (line 2;")
+    assert "    print((x)\n         ^" in told
+    assert [e.result.status for e in events if isinstance(e, CellExecuted)] == ["ok"]
+    assert (events[-1].prechecks, events[-1].errors) == (1, 0)
+
+
+def test_the_checks_can_be_switched_off() -> None:
+    loop, events = run(ScriptedPolicy([code("print((1)"), code("print(1)"), final("done")]), prechecks=False)
+    assert loop.executor.count == 2  # type: ignore[attr-defined]  # both went to the executor
+    statuses = [e.result.status for e in events if isinstance(e, CellExecuted)]
+    assert statuses == ["error", "ok"]
+    assert (events[-1].prechecks, events[-1].errors, events[-1].errors_fixed) == (0, 1, 1)
+
+
+def test_a_refused_rebinding_counts_as_a_precheck() -> None:
+    _, events = run(ScriptedPolicy([code("summary = 1"), final("done")]), protected_names={"summary"})
+    assert [e.result.error_name for e in events if isinstance(e, CellExecuted)] == ["NameClashError"]
+    assert events[-1].prechecks == 1
+
+
+UNGROUNDED = "The answer is 42; the churn rate is 17.5% and the total 1,234."
+
+
+def test_ungrounded_conclusions_go_back_once_then_are_recorded() -> None:
+    from jupyter_analyst.agent import CellAdded
+    from jupyter_analyst.agent.wire import event_from_dict, event_to_dict
+
+    def told_the_numbers(messages: list[Message]) -> Any:
+        told = messages[-1]["content"]
+        assert messages[-1]["role"] == "tool" and "17.5%, 1,234" in told and "42" not in told, told
+        assert "Nothing was added to the notebook" in told
+        return final(UNGROUNDED)  # a model that insists: accepted, and recorded
+
+    _, events = run(ScriptedPolicy([code("print(6 * 7)"), final(UNGROUNDED), told_the_numbers]))
+    conclusions = [e for e in events if isinstance(e, CellAdded) and e.role == "conclusions"]
+    assert len(conclusions) == 1 and conclusions[0].step == 3
+    assert conclusions[0].unverified == ["17.5%", "1,234"]
+    end = events[-1]
+    assert end.reason is StopReason.FINAL_ANSWER and end.answer == UNGROUNDED and end.steps == 3
+    assert (end.grounding_returns, end.unverified) == (1, ["17.5%", "1,234"])
+    assert event_from_dict(event_to_dict(end)) == end
+    assert event_to_dict(conclusions[0])["unverified"] == ["17.5%", "1,234"]
+
+
+def test_numbers_printed_after_the_return_are_grounded() -> None:
+    script = [code("print(6 * 7)"), final(UNGROUNDED), code("print(0.175, 1234)"), final(UNGROUNDED)]
+    _, events = run(ScriptedPolicy(script))
+    end = events[-1]
+    assert (end.reason, end.grounding_returns, end.unverified) == (StopReason.FINAL_ANSWER, 1, [])
+
+
+def test_a_grounded_answer_passes_at_once() -> None:
+    """Printed outputs, the data facts and the question's own numbers all count."""
+    from jupyter_analyst.agent.prompts import render_task
+
+    facts = {
+        "name": "df",
+        "rows": 344,
+        "cols": 2,
+        "columns": [
+            {"name": "mass", "dtype": "float64", "kind": "numeric", "missing": 2, "unique": 94},
+            {"name": "species", "dtype": "object", "kind": "categorical", "missing": 0, "unique": 3},
+        ],
+    }
+    task = render_task(facts, "Is the mean mass above 4000 g?")
+    policy = ScriptedPolicy(
+        [code("print(4201.75)"), final("Yes: 4201.75 g on average, above 4000 g, over 344 rows (94 values).")]
+    )
+    loop = AgentLoop(policy, InProcessExecutor(), Budget(max_steps=5))
+    events = list(loop.run(task))
+    end = events[-1]
+    assert (end.reason, end.steps, end.grounding_returns, end.unverified) == (
+        StopReason.FINAL_ANSWER,
+        2,
+        0,
+        [],
+    )
+
+
+def test_the_gate_can_be_switched_off_and_never_spends_the_last_step() -> None:
+    _, events = run(ScriptedPolicy([code("print(1)"), final(UNGROUNDED)]), grounding_gate=False)
+    end = events[-1]
+    assert (end.reason, end.grounding_returns, end.unverified) == (StopReason.FINAL_ANSWER, 0, [])
+    _, events = run(ScriptedPolicy([code("print(6 * 7)"), final(UNGROUNDED)]), Budget(max_steps=2))
+    end = events[-1]
+    assert (end.reason, end.steps, end.grounding_returns) == (StopReason.FINAL_ANSWER, 2, 0)
+    assert end.unverified == ["17.5%", "1,234"]  # no step left to go back: accepted, recorded
