@@ -599,9 +599,10 @@ def answer(focus: Focus, measures: list[str], out: dict[str, str]) -> list[str]:
         hi = _line(text, rf"^Highest mean {t}: (.+) \(mean = {num}, n = (\d+)\)$")
         lo = _line(text, rf"^Lowest mean {t}: (.+) \(mean = {num}, n = (\d+)\)$")
         if hi and lo:
+            one = f"{groups[0]} = " if len(groups) == 1 else ""  # one grouping: its values suffice
             parts.append(
-                f"the mean is highest for {esc(hi[1])} ({hi[2]}, n = {hi[3]}) "
-                f"and lowest for {esc(lo[1])} ({lo[2]}, n = {lo[3]})"
+                f"the mean is highest for {esc(hi[1].removeprefix(one))} ({hi[2]}, n = {hi[3]}) "
+                f"and lowest for {esc(lo[1].removeprefix(one))} ({lo[2]}, n = {lo[3]})"
             )
         within = _line(
             text, rf"^Mean {t}, (.+) minus (.+), within each (.+?): (.+) \((.+) higher in (\d+) of (\d+)\)$"

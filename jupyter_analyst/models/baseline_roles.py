@@ -229,7 +229,7 @@ def decide_roles(task: Task, state: State) -> Roles:
     candidates = [c for c in numeric if not _looks_like_year(c)]
     target, why = None, ""
     if named is not None:
-        target, why = named, "the question names it"
+        target, why = named, "the question mentions it"
     for name in [] if target else mentioned:
         if any(c.name == name for c in candidates):
             target, why = name, "the question mentions it"
