@@ -84,7 +84,12 @@ def test_error_fixed_on_a_real_kernel(tmp_path: Path) -> None:
         return code("raise SystemExit('the policy never saw the traceback')")
 
     policy = ScriptedPolicy(
-        [code("print(df.shape)"), code("df['body_mass'].mean()"), fix, final("Mean mass 4201.8 g.")]
+        [
+            code("print(df.shape)"),
+            code("column = 'body_mass'\ndf[column].mean()"),  # computed: only the kernel can tell
+            fix,
+            final("Mean mass 4201.8 g."),
+        ]
     )
     out = tmp_path / "fix.ipynb"
     events: list[Any] = []
