@@ -403,7 +403,7 @@ def test_ungrounded_conclusions_go_back_once_then_are_recorded() -> None:
 
 
 def test_numbers_printed_after_the_return_are_grounded() -> None:
-    script = [code("print(6 * 7)"), final(UNGROUNDED), code("print(0.175, 1234)"), final(UNGROUNDED)]
+    script = [code("print(6 * 7)"), final(UNGROUNDED), code("print(0.35 / 2, 617 * 2)"), final(UNGROUNDED)]
     _, events = run(ScriptedPolicy(script))
     end = events[-1]
     assert (end.reason, end.grounding_returns, end.unverified) == (StopReason.FINAL_ANSWER, 1, [])
@@ -424,7 +424,7 @@ def test_a_grounded_answer_passes_at_once() -> None:
     }
     task = render_task(facts, "Is the mean mass above 4000 g?")
     policy = ScriptedPolicy(
-        [code("print(4201.75)"), final("Yes: 4201.75 g on average, above 4000 g, over 344 rows (94 values).")]
+        [code("print(8403.5 / 2)"), final("Yes: 4201.75 g on average, above 4000 g, over 344 rows (94 values).")]
     )
     loop = AgentLoop(policy, InProcessExecutor(), Budget(max_steps=5))
     events = list(loop.run(task))

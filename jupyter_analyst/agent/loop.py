@@ -139,7 +139,8 @@ class AgentLoop:
         self.prechecks = prechecks
         self.grounding_gate = grounding_gate
         self._checker = Prechecker(self.frames)
-        self._outputs: list[str] = []
+        self._outputs: list[tuple[str, list[str]]] = []
+        """(cell source, output texts) of every cell that ran: the gate's evidence."""
         """Text of the non-error outputs of the run's cells: the gate's evidence."""
         self._question = ""
         self._facts = ""
@@ -292,7 +293,8 @@ class AgentLoop:
             text = observe(result, self.observation_limit)
             self._record(names)
             self._checker.ran(verdict)
-            self._outputs += output_texts({"cells": [{"cell_type": "code", "outputs": result.outputs}]})
+            texts = output_texts({"cells": [{"cell_type": "code", "outputs": result.outputs}]})
+            self._outputs.append((value, texts))
         fixed = result.ok and tally.last_failed
         if result.ok:
             tally.fixed += int(fixed)
@@ -307,7 +309,7 @@ class AgentLoop:
 
     def _unsupported(self, answer: str) -> list[str]:
         """The numbers ``answer`` states that no output of the run and no fact shows."""
-        evidence = Evidence.from_texts([*self._outputs, self._facts])
+        evidence = Evidence.from_cells(self._outputs, [self._facts])  # the judge's evidence rule
         found = check_grounding(answer, evidence, self._question).unsupported
         return list(dict.fromkeys(found))
 
