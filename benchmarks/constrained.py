@@ -86,45 +86,57 @@ class _Clock:
         pass
 
 
-def measure(engine: Any, messages: list[list[dict[str, Any]]], n: int, constrained: bool, args: Any) -> dict:
-    """Decode speed counts from the first new token on, so the (shared) prefill is apart."""
+def generate(engine: Any, body: dict[str, Any]) -> tuple[str, int, float, float]:
+    """(problem or "ok", new tokens after the first, their decode seconds, first-token seconds).
+
+    Decode speed counts from the first new token on, so the (shared) prefill stays apart.
+    """
     import torch
 
-    problems: Counter[str] = Counter()
-    tokens, seconds, prefill, rates = 0, 0.0, 0.0, []
+    t0 = time.perf_counter()
+    inputs, gen, thinking = engine.prepare(body)
+    clock = _Clock()
+    with torch.inference_mode():
+        out = engine.model.generate(**inputs, **gen, streamer=clock)
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
+    # The raw text is what the parser judges: decode it from the same generation.
+    problem = reply_problem(engine.tokenizer.decode(new, skip_special_tokens=True), thinking)
+    first, last = clock.times[1], clock.times[-1]
+    return problem.split(" '")[0] or "ok", len(new) - 1, max(last - first, 1e-9), first - t0
+
+
+def measure(engine: Any, messages: list[list[dict[str, Any]]], n: int, args: Any) -> dict[bool, dict]:
+    """Both modes on the same prompt and seed, interleaved, so a busy machine hits both alike."""
+    problems: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
+    sums = {mode: [0, 0.0, 0.0] for mode in (False, True)}
+    rates: dict[bool, list[float]] = {False: [], True: []}
     for i in range(n):
-        body = {
-            "messages": messages[i % len(messages)],
-            "tools": TOOLS,
-            "temperature": args.temperature,
-            "max_tokens": args.max_tokens,
-            "seed": i,
-            "constrained": constrained,
-            "chat_template_kwargs": {"enable_thinking": args.thinking},
-        }
-        # The raw text is what the parser judges: decode it from the same generation.
-        t0 = time.perf_counter()
-        inputs, gen, thinking = engine.prepare(body)
-        clock = _Clock()
-        with torch.inference_mode():
-            out = engine.model.generate(**inputs, **gen, streamer=clock)
-        new = out[0, inputs["input_ids"].shape[1] :].tolist()
-        first, last = clock.times[1], clock.times[-1]
-        dt = max(last - first, 1e-9)
-        prefill += first - t0
-        text = engine.tokenizer.decode(new, skip_special_tokens=True)
-        problem = reply_problem(text, thinking)
-        problems[problem.split(" '")[0] if problem else "ok"] += 1
-        tokens += len(new) - 1
-        seconds += dt
-        rates.append((len(new) - 1) / dt)
+        for mode in (False, True):
+            body = {
+                "messages": messages[i % len(messages)],
+                "tools": TOOLS,
+                "temperature": args.temperature,
+                "max_tokens": args.max_tokens,
+                "seed": i,
+                "constrained": mode,
+                "chat_template_kwargs": {"enable_thinking": args.thinking},
+            }
+            problem, tokens, seconds, first = generate(engine, body)
+            problems[mode][problem] += 1
+            sums[mode][0] += tokens
+            sums[mode][1] += seconds
+            sums[mode][2] += first
+            rates[mode].append(tokens / seconds)
     return {
-        "malformed": 1 - problems["ok"] / n,
-        "problems": dict(problems),
-        "tok_s": tokens / seconds,
-        "tok_s_median": statistics.median(rates),
-        "tokens": tokens,
-        "first_token_s": prefill / n,
+        mode: {
+            "malformed": 1 - problems[mode]["ok"] / n,
+            "problems": dict(problems[mode]),
+            "tok_s": sums[mode][0] / sums[mode][1],
+            "tok_s_median": statistics.median(rates[mode]),
+            "tokens": sums[mode][0],
+            "first_token_s": sums[mode][2] / n,
+        }
+        for mode in (False, True)
     }
 
 
@@ -154,9 +166,8 @@ def main() -> None:
     engine.constraint = make_constraint("on", engine)
     setup = time.perf_counter() - t0
     messages = prompts()
-    measure(engine, messages, 2, True, args)  # warm up both paths (grammar compile, kernels)
-    measure(engine, messages, 2, False, args)
-    results = {mode: measure(engine, messages, args.n, mode, args) for mode in (False, True)}
+    measure(engine, messages, 2, args)  # warm up both paths (grammar compile, kernels)
+    results = measure(engine, messages, args.n, args)
     off, on = results[False], results[True]
     print(
         f"tiny {args.arch} model, CPU x{torch.get_num_threads()}, {args.n} generations per mode "
