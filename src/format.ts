@@ -119,6 +119,20 @@ export function reasonLabel(reason: string | null | undefined): string {
   return REASON_LABELS[reason as StopReason] ?? reason.replace(/_/g, ' ');
 }
 
+/**
+ * The numbers a conclusions cell states that no output supports, as a short note ('' when
+ * there are none): "2 unverified numbers: 3.5, 12".
+ */
+export function formatUnverified(numbers: readonly string[] | null | undefined): string {
+  const list = numbers ?? [];
+  if (!list.length) {
+    return '';
+  }
+  const shown = list.slice(0, 6).join(', ') + (list.length > 6 ? ', …' : '');
+  const what = list.length === 1 ? 'unverified number' : 'unverified numbers';
+  return `${list.length} ${what}: ${shown}`;
+}
+
 /** The last path segment of an API path. */
 export function baseName(path: string): string {
   const parts = path.split('/');

@@ -34,13 +34,18 @@ function readSettings(settings: ISettingRegistry.ISettings): IAnalystSettings {
   const profile = settings.get('profile').composite;
   const baseUrl = settings.get('baseUrl').composite;
   const maxSteps = settings.get('maxSteps').composite;
+  const keepFailedCells = settings.get('keepFailedCells').composite;
   return {
     profile: typeof profile === 'string' ? profile : DEFAULT_SETTINGS.profile,
     baseUrl: typeof baseUrl === 'string' ? baseUrl : DEFAULT_SETTINGS.baseUrl,
     maxSteps:
       typeof maxSteps === 'number' && maxSteps >= 0 && maxSteps <= 200
         ? Math.floor(maxSteps)
-        : DEFAULT_SETTINGS.maxSteps
+        : DEFAULT_SETTINGS.maxSteps,
+    keepFailedCells:
+      typeof keepFailedCells === 'boolean'
+        ? keepFailedCells
+        : DEFAULT_SETTINGS.keepFailedCells
   };
 }
 

@@ -17,7 +17,13 @@ import { AnalystApiError, AnalystClient } from './api';
 import { ConclusionsView } from './conclusions';
 import { ExportView } from './export';
 import { RunFollower } from './follower';
-import { baseName, formatSeconds, reasonLabel, stateLabel } from './format';
+import {
+  baseName,
+  formatSeconds,
+  formatUnverified,
+  reasonLabel,
+  stateLabel
+} from './format';
 import { RunForm } from './form';
 import { analystIcon } from './icon';
 import { ErrorNotice } from './notice';
@@ -39,12 +45,15 @@ export interface IAnalystSettings {
   baseUrl: string;
   /** Step budget of new runs; 0 lets the server pick. */
   maxSteps: number;
+  /** Keep failed cells a later fix superseded (by default a run's end removes them). */
+  keepFailedCells: boolean;
 }
 
 export const DEFAULT_SETTINGS: IAnalystSettings = {
   profile: '',
   baseUrl: '',
-  maxSteps: 40
+  maxSteps: 40,
+  keepFailedCells: false
 };
 
 /** The minimal view of the notebook tracker the panel needs. */
@@ -185,7 +194,8 @@ export class AnalystPanel extends Panel {
         variable: name,
         question: text || null,
         max_steps: this._settings.maxSteps > 0 ? this._settings.maxSteps : null,
-        profile: this._settings.profile.trim() || null
+        profile: this._settings.profile.trim() || null,
+        ...(this._settings.keepFailedCells ? { keep_failed_cells: true } : {})
       });
       if (this._notebook === notebook) {
         this._follow(status);
@@ -555,6 +565,13 @@ export class AnalystPanel extends Panel {
       if (finished.errors) {
         const s = finished.errors === 1 ? '' : 's';
         parts.push(`${finished.errors} error${s}, ${finished.errors_fixed} fixed`);
+      }
+      if (finished.cells_removed) {
+        const n = finished.cells_removed;
+        parts.push(`${n} failed cell${n === 1 ? '' : 's'} removed`);
+      }
+      if (finished.unverified?.length) {
+        parts.push(formatUnverified(finished.unverified));
       }
     }
     let summary = parts.join(' · ');

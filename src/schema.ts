@@ -50,6 +50,8 @@ export interface IRunRequest {
   profile?: string | null;
   /** Insert the agent's cells after this cell (the magic's); the panel appends. */
   after_cell_id?: string | null;
+  /** Keep failed cells a later fix superseded (by default the run's end removes them). */
+  keep_failed_cells?: boolean;
 }
 
 export type RunState =

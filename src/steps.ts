@@ -3,53 +3,17 @@
  *
  * One row per cell the agent writes (markdown heading or first code line, status, seconds),
  * plus a transient "thinking" row while the model is answering and a row for replies
- * without a usable tool call. Clicking a row asks the panel to reveal that cell.
+ * without a usable tool call. Clicking a row asks the panel to reveal that cell; a failed
+ * cell the run's end removed (a later cell fixed it) keeps its row, marked "removed", with
+ * no cell to jump to. The rows themselves are plain data (rows.ts).
  */
 
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { formatSeconds, summarizeCell } from './format';
-import { CellRole, RunEvent } from './schema';
-
-/** Shown in the status badge of a row. */
-export type RowStatus =
-  | 'thinking'
-  | 'running'
-  | 'ok'
-  | 'error'
-  | 'fixed'
-  | 'timeout'
-  | 'dead'
-  | 'problem'
-  | 'interrupted'
-  | 'written';
-
-interface IRow {
-  key: string;
-  step: number;
-  cellId: string | null;
-  kind: 'markdown' | 'code' | 'thinking' | 'problem';
-  role: CellRole | null;
-  summary: string;
-  status: RowStatus;
-  seconds: number | null;
-  detail: string;
-  node: HTMLLIElement;
-}
-
-const STATUS_TEXT: Record<RowStatus, string> = {
-  thinking: 'thinking…',
-  running: 'running',
-  ok: 'ok',
-  error: 'error',
-  fixed: 'fixed',
-  timeout: 'timeout',
-  dead: 'kernel died',
-  problem: 'no tool call',
-  interrupted: 'stopped',
-  written: ''
-};
+import { formatSeconds } from './format';
+import { hasCell, IRowState, STATUS_TEXT, StepRows } from './rows';
+import { RunEvent } from './schema';
 
 export class StepList extends Widget {
   constructor() {
@@ -64,103 +28,33 @@ export class StepList extends Widget {
     return this._cellClicked;
   }
 
-  /** Number of cell rows (markdown + code). */
+  /** Number of cell rows (markdown + code) whose cell is in the notebook. */
   get cellCount(): number {
-    let n = 0;
-    for (const row of this._rows.values()) {
-      if (row.cellId) {
-        n += 1;
-      }
-    }
-    return n;
+    return this._model.rows.filter(hasCell).length;
   }
 
   /** Forget every row (a reconnect replays the run from its start). */
   reset(): void {
-    this._rows.clear();
+    this._model.clear();
+    this._nodes.clear();
     this.node.textContent = '';
   }
 
   /** Fold one event of the stream into the list. */
   apply(event: RunEvent): void {
-    switch (event.type) {
-      case 'step_started':
-        this._removeThinking();
-        this._add({
-          key: `thinking-${event.step}`,
-          step: event.step,
-          cellId: null,
-          kind: 'thinking',
-          role: null,
-          summary: `Step ${event.step}: asking the model`,
-          status: 'thinking',
-          seconds: null,
-          detail: ''
-        });
-        break;
-      case 'model_replied':
-        this._removeThinking();
-        if (event.problem) {
-          this._add({
-            key: `problem-${event.step}`,
-            step: event.step,
-            cellId: null,
-            kind: 'problem',
-            role: null,
-            summary: `Step ${event.step}: the reply had no usable tool call`,
-            status: 'problem',
-            seconds: event.seconds,
-            detail: event.problem
-          });
-        }
-        break;
-      case 'cell_added':
-        this._removeThinking();
-        this._add({
-          key: `cell-${event.cell_id}`,
-          step: event.step,
-          cellId: event.cell_id,
-          kind: event.cell_type,
-          role: event.role,
-          summary: summarizeCell(event.source, event.cell_type, event.role),
-          status: event.cell_type === 'code' ? 'running' : 'written',
-          seconds: null,
-          detail: event.source ?? ''
-        });
-        break;
-      case 'cell_executed': {
-        const row = this._rows.get(`cell-${event.cell_id}`);
-        if (!row) {
-          break;
-        }
-        row.status =
-          event.status === 'ok'
-            ? event.fixed_error
-              ? 'fixed'
-              : 'ok'
-            : (event.status as RowStatus);
-        row.seconds = event.duration;
-        if (event.status !== 'ok') {
-          const error = [event.error_name, event.error_value]
-            .filter(Boolean)
-            .join(': ');
-          row.detail = error || row.detail;
-        }
-        this._render(row);
-        break;
+    const changes = this._model.apply(event);
+    for (const row of changes.dropped) {
+      this._nodes.get(row.key)?.remove();
+      this._nodes.delete(row.key);
+    }
+    for (const row of changes.changed) {
+      const node = this._nodes.get(row.key);
+      if (node) {
+        this._render(row, node);
       }
-      case 'run_finished':
-        this._removeThinking();
-        for (const row of this._rows.values()) {
-          if (row.status === 'running') {
-            // a stop interrupted it: its cell_executed never came
-            row.status = 'interrupted';
-            this._render(row);
-          }
-        }
-        break;
-      default:
-        break;
+    }
+    for (const row of changes.added) {
+      this._append(row);
     }
   }
 
@@ -198,17 +92,10 @@ export class StepList extends Widget {
     }
   }
 
-  private _add(spec: Omit<IRow, 'node'>): void {
-    const existing = this._rows.get(spec.key);
-    if (existing) {
-      Object.assign(existing, spec);
-      this._render(existing);
-      return;
-    }
+  private _append(row: IRowState): void {
     const node = document.createElement('li');
-    const row: IRow = { ...spec, node };
-    this._rows.set(spec.key, row);
-    this._render(row);
+    this._nodes.set(row.key, node);
+    this._render(row, node);
     this.node.appendChild(node);
     // keep the newest step in view while the user has not scrolled up
     const list = this.node;
@@ -219,17 +106,7 @@ export class StepList extends Widget {
     }
   }
 
-  private _removeThinking(): void {
-    for (const [key, row] of this._rows) {
-      if (row.kind === 'thinking') {
-        row.node.remove();
-        this._rows.delete(key);
-      }
-    }
-  }
-
-  private _render(row: IRow): void {
-    const node = row.node;
+  private _render(row: IRowState, node: HTMLLIElement): void {
     node.className = `jp-Analyst-step jp-Analyst-step-${row.kind}`;
     node.dataset.kind = row.kind;
     node.dataset.status = row.status;
@@ -237,12 +114,16 @@ export class StepList extends Widget {
     if (row.role) {
       node.dataset.role = row.role;
     }
-    if (row.cellId) {
-      node.dataset.cellId = row.cellId;
+    if (hasCell(row)) {
+      node.dataset.cellId = row.cellId!;
       node.tabIndex = 0;
       node.setAttribute('role', 'button');
       node.title = (row.detail || row.summary) + '\n\nClick to show this cell.';
     } else {
+      // a removed cell is not in the notebook: nothing to jump to
+      delete node.dataset.cellId;
+      node.removeAttribute('tabindex');
+      node.removeAttribute('role');
       node.title = row.detail || row.summary;
     }
     node.textContent = '';
@@ -263,9 +144,17 @@ export class StepList extends Widget {
     seconds.className = 'jp-Analyst-stepSeconds';
     seconds.textContent = formatSeconds(row.seconds);
 
+    if (row.note) {
+      const note = document.createElement('span');
+      note.className = 'jp-Analyst-stepNote';
+      note.textContent = row.note;
+      summary.append(' — ', note);
+    }
+
     node.append(step, summary, status, seconds);
   }
 
-  private _rows = new Map<string, IRow>();
+  private _model = new StepRows();
+  private _nodes = new Map<string, HTMLLIElement>();
   private _cellClicked = new Signal<this, string>(this);
 }

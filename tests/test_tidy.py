@@ -320,3 +320,111 @@ def test_the_cli_takes_keep_failed_cells() -> None:
 
     args = build_parser().parse_args(["run", "data.csv", "--keep-failed-cells"])
     assert args.keep_failed_cells is True
+
+
+# -- the live notebook on a real Jupyter server -------------------------------------------------
+
+pytest.register_assert_rewrite("server_conftest")
+
+from server_conftest import *  # noqa: E402, F403  (the server fixtures, module-local)
+from server_conftest import NB_PATH, api, asynctest, saved_notebook, wait_run, ydoc  # noqa: E402
+
+from jupyter_analyst.notebook import META_KEY  # noqa: E402
+
+RUNS = ("jupyter-analyst", "runs")
+LIVE_FAILS = "summary = df.groupby('species')['bill_length'].mean()"
+LIVE_FAILS_TOO = "print(summary_of_bills)"
+LIVE_FIX = (
+    "import time\ntime.sleep(2)\nsummary = df.groupby('species')['bill_length_mm'].mean()\nprint(summary)"
+)
+
+
+async def frames_of(jp_ws_fetch: Any, run_id: str) -> list[dict[str, Any]]:
+    import asyncio
+    import json
+
+    ws = await jp_ws_fetch(*RUNS, run_id, "events")
+    frames = []
+    while True:
+        message = await asyncio.wait_for(ws.read_message(), timeout=300)  # a guard against a hang
+        if message is None:
+            break
+        frames.append(json.loads(message))
+    ws.close()
+    return frames
+
+
+@asynctest
+async def test_live_run_removes_the_cell_from_the_document_but_not_a_users_edit(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+    analyst_app: Any,
+    live_notebook: Any,
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import json
+    import time
+
+    await live_notebook()
+    script = tmp_path / "fix.json"
+    steps = [{"code": LIVE_FAILS}, {"code": LIVE_FAILS_TOO}, {"code": LIVE_FIX}, {"final_answer": ANSWER}]
+    script.write_text(json.dumps(steps))
+    analyst_app.replay = str(script)
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    doc = await ydoc(jp_serverapp)
+    deadline = time.monotonic() + 300  # a guard against a hang
+    while True:  # the second failed cell has run: the user edits it while the fix runs
+        second = [c for c in doc.ycells if str(c["source"]) == LIVE_FAILS_TOO]
+        if second and second[0]["metadata"].to_py()[META_KEY].get("status") == "error":
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    edited_id = second[0]["id"]
+    index = next(i for i, c in enumerate(doc.ycells) if c["id"] == edited_id)
+    doc.set_cell(index, source="# mine now\nprint('the user kept this')")
+    frames = await frames_of(jp_ws_fetch, status["run_id"])
+    final = await wait_run(jp_fetch, status["run_id"])
+    assert final["state"] == "finished", final
+
+    added = {f["source"]: f["cell_id"] for f in frames if f["type"] == "cell_added"}
+    failed_id = added[LIVE_FAILS]
+    executed = [f for f in frames if f["type"] == "cell_executed"]
+    assert [f["status"] for f in executed] == ["error", "error", "ok"]  # the record keeps them
+    removed = [f for f in frames if f["type"] == "cells_removed"]
+    assert len(removed) == 1 and removed[0]["cell_ids"] == [failed_id]
+    assert removed[0]["kept_edited"] == [edited_id]
+    finished = next(f for f in frames if f["type"] == "run_finished")
+    assert finished["cells_removed"] == 1
+    assert failed_id not in final["cells"] and edited_id in final["cells"]
+
+    ids = [c["id"] for c in doc.get()["cells"]]
+    assert failed_id not in ids and edited_id in ids
+    assert ids[:3] == ["user-md", "user-code", "user-tail"]
+    saved = await saved_notebook(jp_root_dir / NB_PATH, lambda nb: failed_id not in [c.id for c in nb.cells])
+    assert [c.source for c in saved.cells if c.id == edited_id] == ["# mine now\nprint('the user kept this')"]
+
+    # the setting keeps them (new names: the first run's are the user's now)
+    again = [
+        {"code": LIVE_FAILS.replace("summary", "means")},
+        {"code": "means = 1"},
+        {"final_answer": ANSWER},
+    ]
+    (tmp_path / "again.json").write_text(json.dumps(again))
+    analyst_app.replay = str(tmp_path / "again.json")  # a new policy (the pool keeps the first)
+    _, status = await api(
+        jp_fetch,
+        *RUNS,
+        method="POST",
+        expect=201,
+        body={"path": NB_PATH, "variable": "df", "keep_failed_cells": True},
+    )
+    frames = await frames_of(jp_ws_fetch, status["run_id"])
+    assert not any(f["type"] == "cells_removed" for f in frames)
+    assert [f["status"] for f in frames if f["type"] == "cell_executed"] == ["error", "ok"]
+    kept = next(f["cell_id"] for f in frames if f["type"] == "cell_added")
+    assert kept in [c["id"] for c in doc.get()["cells"]]

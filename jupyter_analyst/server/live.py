@@ -26,7 +26,7 @@ from typing import Any
 
 from pycrdt import Map, Text
 
-from ..agent.types import CellAdded, CellExecuted, CellRole, Event, RunFinished
+from ..agent.types import CellAdded, CellExecuted, CellRole, CellsRemoved, Event, RunFinished
 from ..errors import AnalystError
 from ..notebook.writer import META_KEY, RAISES_TAG, agent_metadata
 
@@ -80,6 +80,10 @@ class LiveDocument:
         """Every cell the run put into the document, in order."""
         self.ids: dict[str, str] = {}
         """The loop's cell id -> the document's (they differ after a clash or a user edit)."""
+        self.removed: list[str] = []
+        """Document ids of the superseded cells the run's end took out (``agent.tidy``)."""
+        self.kept_edited: list[str] = []
+        """Document ids of superseded cells left in place because the user had edited them."""
         self._code: dict[str, str] = {}
         self._mirrors: dict[str, _Mirror] = {}
         self.lock = asyncio.Lock()
@@ -263,6 +267,33 @@ class LiveDocument:
                 ycell, self.ids[event.cell_id], status=result.status, seconds=round(result.duration, 3)
             )
 
+        elif isinstance(event, CellsRemoved):
+            await self.remove(event.cell_ids)
+
+    async def remove(self, loop_ids: list[str]) -> list[str]:
+        """Take the run's superseded cells out of the document; return their document ids.
+
+        Only the agent's own cells as it wrote them go: one the user edited is theirs now
+        and stays (``kept_edited``), one the user deleted is already gone.
+        """
+        ynb = await self.document()
+        gone: list[str] = []
+        for loop_id in loop_ids:
+            doc_id = self.doc_id(loop_id)
+            i = self.index(ynb, doc_id)
+            if i is None:
+                continue
+            if self.user_changed(ynb.ycells[i], doc_id):
+                self.kept_edited.append(doc_id)
+                continue
+            if self.anchor == doc_id:  # later cells (the note) go where this one was
+                self.anchor = ynb.ycells[i - 1].get("id") if i > 0 else None
+            del ynb.ycells[i]
+            gone.append(doc_id)
+        self.removed.extend(gone)
+        self.cell_ids = [c for c in self.cell_ids if c not in gone]
+        return gone
+
     async def show(self, loop_id: str, outputs: list[dict[str, Any]]) -> None:
         """Outputs of a cell still running, as far as they came."""
         if loop_id in self._code:
@@ -323,7 +354,7 @@ class LiveSink:
             await self.document.apply(event)
             if isinstance(event, RunFinished):
                 await self.document.save()  # checked: a run never ends with unsaved cells
-            elif isinstance(event, CellExecuted) or (
+            elif isinstance(event, (CellExecuted, CellsRemoved)) or (
                 isinstance(event, CellAdded) and event.cell_type == "markdown"
             ):
                 await self.document.flush()  # a finished step is on disk

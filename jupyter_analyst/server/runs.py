@@ -24,7 +24,16 @@ from typing import Any, TypeVar
 
 import nbformat
 
-from ..agent import Budget, CellAdded, CellExecuted, Event, RunFinished, StepStarted, StopReason
+from ..agent import (
+    Budget,
+    CellAdded,
+    CellExecuted,
+    CellsRemoved,
+    Event,
+    RunFinished,
+    StepStarted,
+    StopReason,
+)
 from ..agent.types import Policy
 from ..agent.wire import event_to_dict
 from ..errors import AnalystError, InputError, KernelError, MissingVariableError
@@ -261,6 +270,7 @@ class RunManager:
             source=f"variable `{req.variable}` in {Path(path).name}",
             run_id=run.run_id,
             facts_timeout=slow,
+            keep_failed_cells=req.keep_failed_cells,
         )
         run.session = Session(
             run.executor,
@@ -385,6 +395,13 @@ class RunManager:
         frame = event_to_dict(event)
         if isinstance(event, (CellAdded, CellExecuted)) and run.document is not None:
             frame["cell_id"] = run.document.doc_id(event.cell_id)
+        elif isinstance(event, CellsRemoved) and run.document is not None:
+            # what the document really lost; a cell the user edited stayed, and the record says so
+            doc_ids = [run.document.doc_id(c) for c in event.cell_ids]
+            frame["cell_ids"] = [c for c in doc_ids if c in run.document.removed]
+            kept = [c for c in doc_ids if c in run.document.kept_edited]
+            if kept:
+                frame["kept_edited"] = kept
         run.emit(frame)
         if run.journal is not None:
             run.journal.write(frame)
@@ -407,6 +424,8 @@ class RunManager:
             run.state = "finished"  # a budget ran out: ended normally, without conclusions
         run.stop_reason = reason.value
         frame = event_to_dict(finished)
+        if run.document is not None and finished.cells_removed:
+            frame["cells_removed"] = len(run.document.removed)  # the user's edits stay
         run.emit(frame)
         if run.journal is not None:
             run.journal.write(frame)

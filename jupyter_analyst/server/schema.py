@@ -76,6 +76,10 @@ class RunRequest(BaseModel):
     after_cell_id: str | None = Field(
         default=None, max_length=NAME_MAX_CHARS, description="insert the agent's cells after this cell"
     )
+    keep_failed_cells: bool = Field(
+        default=False,
+        description="keep failed cells a later fix superseded (by default the run's end removes them)",
+    )
 
     @field_validator("variable")
     @classmethod
