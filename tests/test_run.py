@@ -93,7 +93,9 @@ def test_error_fixed_on_a_real_kernel(tmp_path: Path) -> None:
     )
     out = tmp_path / "fix.ipynb"
     events: list[Any] = []
-    outcome = run_analysis(RunConfig(EXAMPLES / "penguins.csv", out), policy, on_event=events.append)
+    # keep_failed_cells: the failed attempt stays (tidy's default removes it: tests/test_tidy.py)
+    config = RunConfig(EXAMPLES / "penguins.csv", out, keep_failed_cells=True)
+    outcome = run_analysis(config, policy, on_event=events.append)
     executed = [e for e in events if isinstance(e, CellExecuted)]
     assert [e.result.status for e in executed] == ["ok", "error", "ok"]
     assert "Error: KeyError" in executed[1].observation
