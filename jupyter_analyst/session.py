@@ -349,6 +349,17 @@ class Session:
         except Exception:  # noqa: BLE001 - a cell kept is the old behaviour; a lost end is not
             return []
 
+    def _remove(self, cell_ids: list[str]) -> bool:
+        """Tell the sink, then the caller, to drop the superseded cells; False when the sink
+        could not (the cells stay, as without tidy: the run's end must still be recorded)."""
+        event = CellsRemoved(cell_ids)
+        try:
+            self.sink.handle(event)
+        except Exception:  # noqa: BLE001
+            return False
+        self.on_event(event)
+        return True
+
     def _finish(self, finished: RunFinished) -> RunFinished | None:
         """Close the run once: the superseded cells out, the note (unless it has
         conclusions), then ``RunFinished``."""
@@ -357,11 +368,8 @@ class Session:
                 return None
             self._closed = True
             removed = self._tidy()
-            if removed:
+            if removed and self._remove(removed):
                 finished = dataclasses.replace(finished, cells_removed=len(removed))
-                event = CellsRemoved(removed)
-                self.sink.handle(event)
-                self.on_event(event)
             self.finished = finished
             if not finished.reason.natural:
                 error = finished.detail if finished.reason is StopReason.MODEL_ERROR else ""

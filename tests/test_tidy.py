@@ -308,6 +308,34 @@ def test_in_process_the_report_loses_the_failed_cell(ipython_shell: Any, tmp_pat
     assert statuses(nb) == ["ok"] and nb.cells[-1].metadata["jupyter_analyst"]["role"] == "conclusions"
 
 
+class RefusingSink:
+    """A sink that can't remove cells (a document gone at the very end, say)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, CellsRemoved):
+            raise RuntimeError("no document")
+        self.events.append(event)
+
+    def show_outputs(self, cell_id: str, outputs: list[dict[str, Any]]) -> None:
+        pass
+
+
+def test_a_sink_that_cannot_remove_still_gets_the_end(ipython_shell: Any) -> None:
+    from jupyter_analyst.kernel import InProcessExecutor
+    from jupyter_analyst.session import RunSpec, Session
+
+    frame = pd.DataFrame({"species": list("aab"), "bill_length_mm": [1.0, 2, 3]})
+    ipython_shell.user_ns.update(pd=pd, df=frame)
+    sink, seen = RefusingSink(), []
+    session = Session(InProcessExecutor(ipython_shell, timeout=0), sink, RunSpec(), on_event=seen.append)
+    fin = session.run(ScriptedPolicy([code(FAILS), code(FIX), final(ANSWER)])).finished
+    assert fin.reason.natural and fin.cells_removed == 0  # the cell stays, as without tidy
+    assert isinstance(sink.events[-1], RunFinished) and not any(isinstance(e, CellsRemoved) for e in seen)
+
+
 def test_the_magic_takes_keep_failed_cells() -> None:
     from jupyter_analyst.magic import parse_line
 
