@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .errors import AnalystError
+from .levers import add_lever_options, lever_settings
 
 EXIT_OK = 0
 EXIT_BUG = 1
@@ -82,11 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", action="store_true", help="use the rule-based baseline analyst (no model)")
     run.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
     run.add_argument("--quiet", action="store_true", help="print only the final line")
-    run.add_argument(
-        "--keep-failed-cells",
-        action="store_true",
-        help="keep failed cells a later cell fixed (by default they leave the finished notebook)",
-    )
+    add_lever_options(run)
     run.add_argument(
         "--save-trajectory",
         type=Path,
@@ -218,7 +215,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
             question=args.question,
             budget=budget,
             cell_timeout=args.cell_timeout,
-            keep_failed_cells=args.keep_failed_cells,
+            **lever_settings(args),
         )
         outcome = run_analysis(config, handle.policy, on_event=progress, label=handle.label)
         if args.save_trajectory:

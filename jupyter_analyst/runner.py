@@ -56,6 +56,10 @@ class RunConfig:
     max_output_bytes: int = 1_000_000
     keep_failed_cells: bool = False
     """Keep failed cells a later fix superseded (by default the finished notebook drops them)."""
+    prechecks: bool = True
+    """Check each cell before it runs (syntax, the frame's columns; ``agent.precheck``)."""
+    grounding_gate: bool = True
+    """Send conclusions with numbers no output shows back to the model once."""
 
 
 @dataclass
@@ -200,6 +204,8 @@ def run_analysis(
         subject=data.name,
         load_code=setup_source(data, output.parent, config.variable),
         keep_failed_cells=config.keep_failed_cells,
+        prechecks=config.prechecks,
+        grounding_gate=config.grounding_gate,
     )
     with KernelExecutor(
         cwd=output.parent, timeout=config.cell_timeout, max_output_bytes=config.max_output_bytes

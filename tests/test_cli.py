@@ -329,7 +329,8 @@ def test_run_against_an_openai_compatible_server(tmp_path: Path, tiny_model_dir:
     """--base-url/--api-key: the same client any vLLM/Ollama/llama.cpp server is reached with."""
     from jupyter_analyst.models.host import EmbeddedModel
 
-    with EmbeddedModel(tiny_model_dir, device="cpu", max_new_tokens=16) as host:
+    # unconstrained: with the grammar a random model may well call final_answer at once
+    with EmbeddedModel(tiny_model_dir, device="cpu", max_new_tokens=16, constrained=False) as host:
         args = (
             "run",
             EXAMPLES / "penguins.csv",
@@ -467,3 +468,32 @@ def test_secrets_stay_out_of_the_notebook(tmp_path: Path) -> None:
     for name, value in SECRETS.items():
         assert value not in text, name
         assert f"{name} None" in text
+
+
+def test_the_levers_switch_off_from_the_command_line(tmp_path: Path) -> None:
+    """``--no-prechecks``/``--no-grounding-gate``/``--keep-failed-cells``: the same run, levers
+    on and off, shows each one acting (so an eval can measure them, see ``levers``)."""
+    script = replay(
+        tmp_path,
+        [
+            {"code": "df['bil_length_mm'].mean()"},  # a misspelled column
+            {"code": "round(df['bill_length_mm'].mean() * 3, 1)"},
+            {"final_answer": "Three times the mean bill length is 131.8 mm; 99999 is made up."},
+            {"final_answer": "Three times the mean bill length is 131.8 mm; 99999 is made up."},
+        ],
+    )
+    base = ("run", EXAMPLES / "penguins.csv", "--replay", script, "--max-steps", "8")
+    on = cli(*base, "-o", "on.ipynb", cwd=tmp_path)
+    off = cli(
+        *base, "-o", "off.ipynb", "--no-prechecks", "--no-grounding-gate", "--keep-failed-cells", cwd=tmp_path
+    )
+    assert on.returncode == 0 and off.returncode == 0, (on.stderr, off.stderr)
+    meta_on = nbformat.read(tmp_path / "on.ipynb", as_version=4).metadata["jupyter_analyst"]
+    meta_off = nbformat.read(tmp_path / "off.ipynb", as_version=4).metadata["jupyter_analyst"]
+    # on: the typo is answered before it runs, the made-up number goes back once
+    assert (meta_on["prechecks"], meta_on["errors"], meta_on["grounding_returns"]) == (1, 0, 1)
+    # off: the typo runs and fails, stays in the notebook, and the first answer is taken
+    assert (meta_off["prechecks"], meta_off["errors"], meta_off["grounding_returns"]) == (0, 1, 0)
+    assert meta_off["cells_removed"] == 0
+    nb_off = nbformat.read(tmp_path / "off.ipynb", as_version=4)
+    assert any(o.get("ename") == "KeyError" for c in nb_off.cells if c.cell_type == "code" for o in c.outputs)

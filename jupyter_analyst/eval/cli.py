@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..levers import add_lever_options, lever_settings
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``eval`` with the same model flags as ``run``."""
@@ -76,11 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--baseline", action="store_true", help="use the rule-based baseline analyst (no model)")
     p.add_argument("--replay", type=Path, help="replay a saved script or trajectory instead of a model")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--keep-failed-cells",
-        action="store_true",
-        help="keep failed cells a later cell fixed (by default they leave the notebooks)",
-    )
+    add_lever_options(p)
     add_model_options(p)
 
 
@@ -197,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             data_cache=args.data_cache,
             suite=args.suite,
             policy_label=handle.label,
-            keep_failed_cells=args.keep_failed_cells,
+            **lever_settings(args),
             skipped=skipped,
         )
         policy = handle.policy

@@ -53,6 +53,10 @@ class EvalConfig:
     policy_label: str = ""
     keep_failed_cells: bool = False
     """Keep failed cells a later fix superseded in the notebooks (``agent.tidy``)."""
+    prechecks: bool = True
+    """Pre-execution checks in the loop (``agent.precheck``)."""
+    grounding_gate: bool = True
+    """The grounding gate on ``final_answer`` (``agent.loop``)."""
     skipped: list[dict[str, str]] = field(default_factory=list)
     """Questions of the suite left out before the run (``{"id", "file", "why"}``), kept in
     run.json so the report names them."""
@@ -181,6 +185,8 @@ def run_task(
             budget=config.budget,
             cell_timeout=config.cell_timeout,
             keep_failed_cells=config.keep_failed_cells,
+            prechecks=config.prechecks,
+            grounding_gate=config.grounding_gate,
         )
         outcome = run_analysis(
             run_config,
@@ -237,6 +243,11 @@ def _write_info(config: EvalConfig, tasks: list[EvalTask], todo: int) -> None:
             },
             "cell_timeout": config.cell_timeout,
             "rerun": config.rerun,
+            "levers": {
+                "prechecks": config.prechecks,
+                "grounding_gate": config.grounding_gate,
+                "keep_failed_cells": config.keep_failed_cells,
+            },
         }
     )
     info.update({"policy": config.policy_label, "suite": config.suite, "skipped": config.skipped})
