@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..jsonl import read_records
+from ..levers import add_lever_options, lever_settings
 from .trajectory import KEEP_CHOICES
 
 
@@ -65,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_model_options(p)
+    add_lever_options(p)
 
 
 def _done(state: Path) -> set[tuple[str, int]]:
@@ -100,6 +102,7 @@ def collect_one(
     from ..agent import Budget
     from ..agent.tools import TOOLS
     from ..agent.types import Event
+    from ..eval.harness import task_facts
     from ..eval.judge import judge_run
     from ..runner import RunConfig, run_analysis
     from .trajectory import record_run
@@ -114,10 +117,17 @@ def collect_one(
         question=task.prompt,
         budget=Budget(args.max_steps, None, args.max_time),
         cell_timeout=args.cell_timeout,
+        **lever_settings(args),
     )
     outcome = run_analysis(config, policy, on_event=events.append, label=label)
     verdict = judge_run(
-        task, events, notebook, task.expected(data), rerun=not args.no_rerun, cell_timeout=args.cell_timeout
+        task,
+        events,
+        notebook,
+        task.expected(data),
+        rerun=not args.no_rerun,
+        cell_timeout=args.cell_timeout,
+        facts=task_facts(outcome.messages),  # judged as eval judges: the data facts are evidence
     )
     record = record_run(
         outcome,
