@@ -17,7 +17,20 @@ from jupyter_analyst.agent import AgentLoop, Budget, CellExecuted, ModelReplied,
 from jupyter_analyst.agent.prompts import CONTINUE_MESSAGE
 from jupyter_analyst.agent.types import AssistantTurn, CellResult, Message, Usage
 from jupyter_analyst.errors import BackendError
+from jupyter_analyst.kernel import InProcessExecutor as ShellExecutor
 from jupyter_analyst.models.scripted import ScriptedPolicy, code, final, markdown
+
+
+class RecordingExecutor(ShellExecutor):
+    """The real in-process executor (on an IPython shell), noting each cell it was asked to run."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell, timeout=0)
+        self.ran: list[str] = []
+
+    def execute(self, code: str, cell_id: str = "") -> CellResult:
+        self.ran.append(code)
+        return super().execute(code, cell_id)
 
 
 class InProcessExecutor:
@@ -220,18 +233,11 @@ def test_a_cell_that_would_rebind_a_user_name_is_refused_not_run(ipython_shell: 
     an alternative, and its next cell, using that alternative, runs."""
     from jupyter_analyst.agent import CellAdded
     from jupyter_analyst.agent.names import CLASH_ERROR
-    from jupyter_analyst.kernel import InProcessExecutor as ShellExecutor
 
     ipython_shell.reset(new_session=False)
     ipython_shell.user_ns.update(summary="USER SUMMARY", summary_2="the user's too")
-    ran: list[str] = []
-
-    class Recording(ShellExecutor):
-        def execute(self, code: str, cell_id: str = "") -> CellResult:
-            ran.append(code)
-            return super().execute(code, cell_id)
-
-    executor = Recording(ipython_shell, timeout=0)
+    executor = RecordingExecutor(ipython_shell)
+    ran = executor.ran
 
     def use_the_alternative(messages: list[Message]) -> Any:
         told = messages[-1]["content"]
@@ -301,19 +307,12 @@ def test_a_misspelled_column_is_answered_before_it_runs(ipython_shell: Any) -> N
     from jupyter_analyst.agent import CellAdded, StepStarted
     from jupyter_analyst.agent.precheck import known_frames
     from jupyter_analyst.agent.prompts import render_task
-    from jupyter_analyst.kernel import InProcessExecutor as ShellExecutor
     from jupyter_analyst.kernel.facts import frame_facts_code, parse_facts
 
     ipython_shell.reset(new_session=False)
     ipython_shell.user_ns.update(df=load_penguins())
-    ran: list[str] = []
-
-    class Recording(ShellExecutor):
-        def execute(self, code: str, cell_id: str = "") -> CellResult:
-            ran.append(code)
-            return super().execute(code, cell_id)
-
-    executor = Recording(ipython_shell, timeout=0)
+    executor = RecordingExecutor(ipython_shell)
+    ran = executor.ran
     executor.prepare()
 
     def use_the_suggestion(messages: list[Message]) -> Any:
@@ -424,7 +423,10 @@ def test_a_grounded_answer_passes_at_once() -> None:
     }
     task = render_task(facts, "Is the mean mass above 4000 g?")
     policy = ScriptedPolicy(
-        [code("print(8403.5 / 2)"), final("Yes: 4201.75 g on average, above 4000 g, over 344 rows (94 values).")]
+        [
+            code("print(8403.5 / 2)"),
+            final("Yes: 4201.75 g on average, above 4000 g, over 344 rows (94 values)."),
+        ]
     )
     loop = AgentLoop(policy, InProcessExecutor(), Budget(max_steps=5))
     events = list(loop.run(task))
