@@ -5,9 +5,10 @@
 Runs the full built-in suite twice through ``jupyter analyst eval`` (so the figures come
 from the same code path users run): once with the rule-based baseline analyst, once with a
 tiny random-weight Qwen-style model served by the embedded worker (built here in seconds,
-no download). The random model must score about 0 on every check: it shows the judge can
-fail a run. Writes ``<out>/baselines.md`` (the README rows), each folder's report, and a
-side-by-side comparison. Re-running resumes: finished tasks are skipped.
+no download), with and without constrained tool calls. The random model must pass nothing:
+it shows the judge fails runs that merely end (with the grammar it ends almost every run
+with a well-formed ``final_answer`` at once). Writes ``<out>/baselines.md`` (the README
+rows), each folder's report, and side-by-side comparisons. Re-running resumes: finished tasks are skipped.
 """
 
 from __future__ import annotations
@@ -62,28 +63,35 @@ def main(argv: list[str] | None = None) -> int:
         model = out / "tiny-random-model"
         if not (model / "config.json").exists():
             build_tiny_model(model)
-        name = f"tiny random model ({args.tiny_steps} steps)"
-        runs[name] = out / "tiny-random"
-        code = cli(
-            common
-            + [
-                "--model",
-                str(model),
-                "--device",
-                "cpu",
-                "--max-steps",
-                str(args.tiny_steps),
-                "--max-new-tokens",
-                str(args.tiny_new_tokens),
-                "-o",
-                str(runs[name]),
-            ]
-        )
-        if code:
-            return code
-        cli(
-            ["eval", "compare", str(runs["rule-based baseline"]), str(runs[name]), "-o", str(out / "compare")]
-        )
+        tiny = [
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--max-steps",
+            str(args.tiny_steps),
+            "--max-new-tokens",
+            str(args.tiny_new_tokens),
+        ]
+        # the grammar makes every reply a well-formed call (often final_answer at once), so
+        # the random model "completes"; unconstrained it never calls a tool. Either way the
+        # judge must fail it.
+        for flag, what in (("--constrained", "constrained calls"), ("--no-constrained", "unconstrained")):
+            name = f"tiny random model ({args.tiny_steps} steps, {what})"
+            runs[name] = out / ("tiny-random" if flag == "--constrained" else "tiny-random-unconstrained")
+            code = cli(common + tiny + [flag, "-o", str(runs[name])])
+            if code:
+                return code
+            cli(
+                [
+                    "eval",
+                    "compare",
+                    str(runs["rule-based baseline"]),
+                    str(runs[name]),
+                    "-o",
+                    str(runs[name].with_name(runs[name].name + "-compare")),
+                ]
+            )
 
     header = (
         "| policy | ended with final_answer | re-runs | made a figure | closed-form correct | grounded | "
