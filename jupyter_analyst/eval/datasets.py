@@ -120,9 +120,11 @@ def load_frame(spec: DatasetSpec) -> Any:
         return local_data(spec.item)
 
 
-def materialize(key: str, cache: Path | None = None) -> Path:
-    """Write dataset ``key`` as ``<cache>/<key>.csv`` once (atomic, thread-safe); return the path."""
-    spec = DATASETS[key]
+def materialize(key: str, cache: Path | None = None, spec: DatasetSpec | None = None) -> Path:
+    """Write dataset ``key`` as ``<cache>/<key>.csv`` once (atomic, thread-safe); return the path.
+
+    ``spec`` names a dataset outside :data:`DATASETS` (the training pool's)."""
+    spec = spec or DATASETS[key]
     folder = (cache or default_cache()).expanduser()
     target = folder / f"{key}.csv"
     if target.exists():
