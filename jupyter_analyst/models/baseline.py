@@ -26,6 +26,7 @@ from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
 from ..notebook.markdown import code_span, escape_markdown
 from . import baseline_answer as answer
 from . import baseline_cells as cells
+from . import baseline_closed as closed
 from . import baseline_names as naming
 from . import baseline_question as asked
 from .baseline_roles import Roles, State, Step, decide_roles, mentions, run_suffix, tidy_names
@@ -388,6 +389,13 @@ def _scatter_pair(corr_output: str, r: Roles) -> tuple[str, str] | None:
 def plan(task: Task, state: State) -> tuple[list[Step], Roles | None]:
     """Every step of the run as far as it can be known from ``state``."""
     steps = _pre_clean_steps(task, state)
+    if task.rows and closed.wanted(task.question):  # a closed-form question: its values come first
+        at = next(i for i, s in enumerate(steps) if s.key == "overview") + 1
+
+        def build(lv: int, fx: bool) -> str | None:
+            return closed.answer_cell(task.question, task.columns, fx)
+
+        steps.insert(at, Step("closed", CODE_TOOL, build, "the question's values"))
     if task.rows == 0 or "clean" not in state.status:
         return steps, None
     roles = decide_roles(task, state)
@@ -403,7 +411,8 @@ def plan(task: Task, state: State) -> tuple[list[Step], Roles | None]:
 def _answer(task: Task, state: State, roles: Roles | None, steps: list[Step]) -> str:
     titles = {s.key: s.title or s.key for s in steps}
     t, g = (roles.target, roles.group) if roles else (None, None)
-    return answer.conclusions(
+    values = closed.answer_lines(task.question, state.output.get("closed", ""))
+    text = answer.conclusions(
         name=NAME,
         question=task.question,
         var=task.var,
@@ -417,6 +426,9 @@ def _answer(task: Task, state: State, roles: Roles | None, steps: list[Step]) ->
         time_first=bool(_TIME_WORDS.search(task.question)),
         lead=asked.answer(roles.focus, roles.q_measures, state.output) if roles else [],
     )
+    if values:  # the asked @name[value] lines lead the answer, copied from the cell's output
+        text = text.replace("### Answer\n\n", "### Answer\n\n" + "\n".join(values) + "\n\n", 1)
+    return text
 
 
 def next_action(task: Task, state: State) -> tuple[Step, int, bool]:
