@@ -9,6 +9,9 @@ from .dabench import load_dabench
 from .suite import builtin_tasks
 from .tasks import EvalTask, TaskKind, select_tasks
 
+SPLITS = {"train": "pool", "eval": "builtin"}
+"""``--split``: the training pool's questions, or the built-in suite held out for evaluation."""
+
 
 def load_tasks(
     suite: str,
@@ -16,13 +19,26 @@ def load_tasks(
     patterns: list[str] | None = None,
     kind: TaskKind | None = None,
     limit: int | None = None,
+    *,
+    pool_datasets: int = 10,
+    pool_seed: int = 0,
+    cache: Path | None = None,
 ) -> list[EvalTask]:
     """The tasks a command's suite and filter flags select (``eval`` and ``collect``).
 
     ``patterns`` are task ids or dataset keys, globs allowed, commas also separating.
+    ``pool``: questions over ``pool_datasets`` tables of the training pool (seeded by
+    ``pool_seed``, written as CSV into ``cache``), none of them a suite dataset.
     Raises ``InputError`` when the suite can't be read or nothing matches.
     """
-    if suite == "dabench":
+    suite = SPLITS.get(suite, suite)
+    if suite == "pool":
+        from ..training.questions import pool_tasks
+
+        if pool_datasets < 1:
+            raise InputError("--pool-datasets must be at least 1")
+        tasks = pool_tasks(pool_datasets, pool_seed, cache)
+    elif suite == "dabench":
         if not data_dir:
             raise InputError("--suite dabench needs --data-dir (the folder with da-dev-questions.jsonl)")
         tasks = load_dabench(data_dir)

@@ -38,8 +38,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="optional: re-write a report, or compare two result folders",
     )
     p.add_argument(
-        "--suite", choices=["builtin", "dabench"], default="builtin", help="task suite (default builtin)"
+        "--suite",
+        choices=["builtin", "dabench", "pool"],
+        default="builtin",
+        help="task suite (default builtin; pool: questions over training-pool tables)",
     )
+    p.add_argument(
+        "--split",
+        choices=["train", "eval"],
+        help="train: the training pool's questions (--suite pool); eval: the held-out built-in suite",
+    )
+    p.add_argument("--pool-datasets", type=int, default=10, help="pool tables for --suite pool (default 10)")
+    p.add_argument("--pool-seed", type=int, default=0, help="seed picking the pool tables and questions")
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -151,7 +161,18 @@ def run(args: argparse.Namespace) -> int:
 
     from .catalog import load_tasks
 
-    tasks = load_tasks(args.suite, args.data_dir, args.tasks, args.kind, args.limit)
+    if args.split:
+        args.suite = {"train": "pool", "eval": "builtin"}[args.split]
+    tasks = load_tasks(
+        args.suite,
+        args.data_dir,
+        args.tasks,
+        args.kind,
+        args.limit,
+        pool_datasets=args.pool_datasets,
+        pool_seed=args.pool_seed,
+        cache=args.data_cache,
+    )
     skipped: list[dict[str, str]] = []
     if args.suite == "dabench":  # never silently: name every question left out for a missing table
         from .dabench import read_dabench
