@@ -1,7 +1,13 @@
-"""``jupyter analyst collect``: run a teacher over the evaluation suite and keep its trajectories.
+"""``jupyter analyst collect``: run a teacher over a suite and keep its trajectories.
 
-    jupyter analyst collect -o traj.jsonl [--tasks GLOB ...] [--samples N] [--keep passed|finished|any]
+    jupyter analyst collect -o traj.jsonl [--suite builtin|dabench|pool | --split train|eval]
+                            [--pool-datasets N --pool-seed S] [--tasks GLOB ...] [--samples N]
+                            [--keep passed|finished|any] [--teacher-errors RATE]
                             [--baseline | --base-url URL --model M | --profile P ...]
+
+``--split train`` (``--suite pool``) runs over the training pool (``training.pool``), whose
+tables are disjoint from the built-in suite's, which stays the held-out evaluation;
+``--teacher-errors`` wraps the policy in ``models.teacher.TeacherPolicy`` (error->fix episodes).
 
 Each task is a whole headless run (``runner.run_analysis``) judged by the evaluation judge
 (``eval.judge.judge_run``); the conversation the teacher saw and produced is written with
@@ -35,8 +41,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="trajectory JSONL file (appended to)")
     p.add_argument(
-        "--suite", choices=["builtin", "dabench"], default="builtin", help="task suite (default builtin)"
+        "--suite",
+        choices=["builtin", "dabench", "pool"],
+        default="builtin",
+        help="task suite (default builtin; pool: questions over training-pool tables)",
     )
+    p.add_argument(
+        "--split",
+        choices=["train", "eval"],
+        help="train: the training pool's questions (--suite pool); eval: the held-out built-in suite",
+    )
+    p.add_argument("--pool-datasets", type=int, default=10, help="pool tables for --suite pool (default 10)")
+    p.add_argument("--pool-seed", type=int, default=0, help="seed picking the pool tables and questions")
     p.add_argument("--data-dir", type=Path, help="DABench folder (for --suite dabench)")
     p.add_argument("--tasks", nargs="+", metavar="GLOB", help="task ids or dataset keys, globs allowed")
     p.add_argument(
@@ -62,6 +78,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--data-cache", type=Path, help="where suite datasets are written as CSV")
     p.add_argument(
         "--baseline", action="store_true", help="use the rule-based baseline analyst as the teacher"
+    )
+    p.add_argument(
+        "--teacher-errors",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="error->fix episodes: this fraction of code steps is first sent with a plausible mistake "
+        "the kernel reports (missing import, text column averaged, wrong-case column), then fixed",
+    )
+    p.add_argument(
+        "--teacher-seed", type=int, default=0, help="seed of which steps go wrong (plus the sample)"
     )
     p.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -169,13 +196,26 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples < 1:
         raise InputError("--samples must be at least 1")
+    if not 0.0 <= args.teacher_errors <= 1.0:
+        raise InputError("--teacher-errors must be a fraction between 0 and 1")
     from ..agent import Budget
     from ..runner import check_limits
 
     check_limits(Budget(args.max_steps, None, args.max_time), args.cell_timeout)
     from ..eval.catalog import load_tasks
 
-    tasks = load_tasks(args.suite, args.data_dir, args.tasks, args.kind, args.limit)
+    if args.split:
+        args.suite = {"train": "pool", "eval": "builtin"}[args.split]
+    tasks = load_tasks(
+        args.suite,
+        args.data_dir,
+        args.tasks,
+        args.kind,
+        args.limit,
+        pool_datasets=args.pool_datasets,
+        pool_seed=args.pool_seed,
+        cache=args.data_cache,
+    )
     output: Path = args.output
     state = output.with_name(output.name + ".state.jsonl")
     work = output.with_name(output.name + ".work")
@@ -193,11 +233,19 @@ def run(args: argparse.Namespace) -> int:
             file=err,
         )
         kept = 0
+        label = handle.label + (f" + teacher errors {args.teacher_errors:g}" if args.teacher_errors else "")
         for i, (task, sample) in enumerate(todo):
             t0 = time.monotonic()
+            policy = handle.policy
+            if args.teacher_errors:
+                from ..models.teacher import TeacherPolicy
+
+                policy = TeacherPolicy(policy, args.teacher_errors, args.teacher_seed + sample)
+            meta: dict[str, Any] = {}
             try:
-                record, status = collect_one(task, sample, handle.policy, args, work, handle.label)
+                record, status = collect_one(task, sample, policy, args, work, label)
                 why = writer.write(record) if record is not None else "harness error"
+                meta = (record or {}).get("meta") or {}
             except InputError as exc:  # a dataset that can't load: note it, go on
                 status, why = "error", f"input error: {exc}"
             kept += int(not why)
@@ -211,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
                             "kept": not why,
                             "why": why,
                             "seconds": round(time.monotonic() - t0, 1),
+                            **{k: meta[k] for k in ("steps", "errors", "errors_fixed") if k in meta},
                         }
                     )
                     + "\n"
@@ -230,4 +279,35 @@ def run(args: argparse.Namespace) -> int:
         f"skipped: {dict(writer.rejected) or 'none'}",
         file=err,
     )
+    if todo:
+        print(collection_summary(state, time.monotonic() - started, len(todo)), file=err)
     return 0
+
+
+def collection_stats(state: Path) -> dict[str, float]:
+    """What a collection yielded, from its state file: runs, share kept, mean steps, errors
+    and errors fixed per run, seconds per run."""
+    recs = [r for r in read_records(state) if isinstance(r, dict)]
+    n = len(recs) or 1
+
+    def mean(key: str) -> float:
+        return sum(float(r.get(key) or 0) for r in recs) / n
+
+    return {
+        "runs": len(recs),
+        "kept_share": sum(1 for r in recs if r.get("kept")) / n,
+        "mean_steps": mean("steps"),
+        "errors_per_run": mean("errors"),
+        "errors_fixed_per_run": mean("errors_fixed"),
+        "seconds_per_run": mean("seconds"),
+    }
+
+
+def collection_summary(state: Path, wall: float, runs: int) -> str:
+    s = collection_stats(state)
+    return (
+        f"{runs / max(wall, 1e-9) * 60:.1f} runs/min this time; "
+        f"over {s['runs']} runs: kept {s['kept_share']:.0%}, "
+        f"mean steps {s['mean_steps']:.1f}, errors {s['errors_per_run']:.2f} and fixed "
+        f"{s['errors_fixed_per_run']:.2f} per run"
+    )
