@@ -6,12 +6,15 @@ mistakes the kernel reports, and a good analyst reads the traceback and repairs 
 steps it first sends a flawed version of the cell, one the pre-execution checks let
 through and the kernel rejects:
 
-* ``missing_import``: the cell calls ``numpy.`` where the analysis imported it as ``np``
+* ``missing_import``: it calls ``numpy.`` where the analysis imported it as ``np``
   (``NameError: name 'numpy' is not defined``);
 * ``text_mean``: it averages a text column (``TypeError``), or uses ``.dt`` on a date
   column still held as text (``AttributeError``);
-* ``wrong_case``: a column name with the wrong case held in a variable (``KeyError``; a
+* ``wrong_case``: a column name with the wrong case passed to a method (``KeyError``; a
   literal ``df["Name"]`` would be caught before running by the column check).
+
+The flaw is a first line that fails, so the failed cell binds nothing: the finished
+notebook drops it (``agent.tidy``) and a re-run of the notebook is clean.
 
 The next step sends the wrapped policy's own cell with a ``# Fix:`` line saying what the
 error showed. The wrapped policy never sees the mistakes (they are taken out of the
@@ -55,19 +58,28 @@ def _wrong_case(name: str, taken: set[str]) -> str | None:
 
 
 def make_mistake(code: str, columns: list[Column], frame: str, rng: random.Random) -> Mistake | None:
-    """A flawed version of ``code`` the kernel will reject, or None when none fits the cell."""
+    """A flawed version of ``code`` the kernel will reject, or None when none fits the cell.
+
+    The flaw is a first line that fails, so the failed cell binds nothing (the finished
+    notebook drops it, and its re-run is clean); the fix runs the line corrected, then the cell.
+    """
     options: list[Mistake] = []
-    numpy = re.search(r"\bnp(_\w+)?\.", code)
-    if numpy:
-        alias = numpy.group(0)[:-1]
+    quoted = set(re.findall(r"'([^'\\]+)'", code))
+    numeric = [c.name for c in columns if c.kind == "numeric" and c.unique >= 2]
+    texts = [c for c in columns if c.kind in ("categorical", "text") and c.unique >= 2]
+    names = {c.name for c in columns}
+    alias = re.search(r"\bnp(_\w+)?(?=\.)", code)
+    if alias and numeric:
+        m = next((n for n in numeric if n in quoted), rng.choice(numeric))
+        line = f'print(f"Median of {m}: {{{{ALIAS}}.nanmedian({frame}[{m!r}]):.3f}}")'
         options.append(
             Mistake(
                 "missing_import",
-                re.sub(rf"\b{re.escape(alias)}\.", "numpy.", code),
-                f"numpy is imported as `{alias}` above, not as `numpy`",
+                f"{line.replace('{ALIAS}', 'numpy')}\n{code}",
+                f"numpy was never imported as `numpy`; import it as `{alias.group(0)}`",
+                (f"import numpy as {alias.group(0)}", line.replace("{ALIAS}", alias.group(0))),
             )
         )
-    texts = [c for c in columns if c.kind in ("categorical", "text") and 2 <= c.unique]
     dates = [c for c in texts if re.search(r"\d{4}-\d\d-\d\d", c.example)]
     if dates:
         d = rng.choice(dates).name
@@ -89,15 +101,22 @@ def make_mistake(code: str, columns: list[Column], frame: str, rng: random.Rando
                 (f"print({frame}[{t!r}].value_counts().head())",),
             )
         )
-    names = {c.name for c in columns}
-    for m in re.finditer(r"^\w+(?:, \w+)* = (.*)$", code, re.MULTILINE):
-        literal = next((s for s in re.findall(r"'([^'\\]+)'", m.group(1)) if s in names), None)
-        wrong = _wrong_case(literal, names) if literal else None
-        if literal and wrong:
-            start = m.start(1) + m.group(1).index(f"'{literal}'")
-            bad = code[:start] + repr(wrong) + code[start + len(literal) + 2 :]
-            options.append(Mistake("wrong_case", bad, f"the column is {literal!r}, not {wrong!r}"))
-            break
+    used = [c for c in columns if c.name in quoted] or columns
+    col = rng.choice(used) if used else None
+    wrong = _wrong_case(col.name, names) if col else None
+    if col and wrong:
+        if col.kind == "numeric":
+            line = f"print({frame}.nlargest(3, {{NAME}}))"
+        else:
+            line = f"print({frame}.groupby({{NAME}}).size())"
+        options.append(
+            Mistake(
+                "wrong_case",
+                f"{line.replace('{NAME}', repr(wrong))}\n{code}",
+                f"the column is {col.name!r}, not {wrong!r}",
+                (line.replace("{NAME}", repr(col.name)),),
+            )
+        )
     return rng.choice(options) if options else None
 
 
