@@ -31,6 +31,10 @@ c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
 c.JupyterAnalyst.profile = "baseline"
 c.JupyterAnalyst.max_steps = 40
 c.JupyterAnalyst.cell_timeout = 60.0
+# On a loaded machine the kernel may take over the default 10 s to answer the request's
+# facts check; the run is then accepted and fails by itself (readable, but no API error
+# banner). The error test is about the banner, so give the check time.
+c.JupyterAnalyst.check_timeout = 60.0
 
 root = Path(c.ServerApp.root_dir)
 root.mkdir(parents=True, exist_ok=True)
