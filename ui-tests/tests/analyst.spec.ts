@@ -269,7 +269,7 @@ test.describe('Analyst sidebar', () => {
       })
     );
     const error = page.locator(`${PANEL} [data-testid="analyst-error"]`);
-    await expect(error).toBeVisible();
+    await expect(error).toBeVisible({ timeout: 90000 }); // the server's facts check may take up to 60 s
     await expect(error).toContainText('no_such_frame');
     await expect(error).not.toContainText('Traceback');
     await shot(page, testInfo, 'error');
