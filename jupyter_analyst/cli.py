@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "eval": "jupyter_analyst.eval.cli",
     "collect": "jupyter_analyst.training.collect",
     "import-trajectories": "jupyter_analyst.training.importer",
+    "scratch": "jupyter_analyst.training.scratch",
     "train": "jupyter_analyst.training.train",
     "merge": "jupyter_analyst.training.merge",
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ TAG_TOKENS = ["<tool_call>", "</tool_call>", "<think>", "</think>", "<tool_respo
 """Added (non-special) tokens, so they survive decoding and the parser can see them."""
 
 # Qwen3.5's pre-tokenizer split (Qwen2's plus combining marks).
-_PRETOKENIZE_REGEX = (
+PRETOKENIZE_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"
     r"| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
@@ -157,13 +158,25 @@ def _corpus() -> list[str]:
 
 def build_tokenizer(vocab_size: int = 1200) -> Any:
     """Train a byte-level BPE on local text and wrap it with the chat template."""
+    return train_tokenizer(_corpus(), vocab_size)
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int,
+    tags: Sequence[str] = TAG_TOKENS,
+    chat_template: str = CHAT_TEMPLATE,
+    model_max_length: int = 4096,
+) -> Any:
+    """A byte-level BPE (Qwen3.5's pre-tokenizer) trained on ``texts``, with the control
+    tokens as special tokens and ``tags`` as added tokens, wrapped with ``chat_template``."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
-            pre_tokenizers.Split(Regex(_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
@@ -174,14 +187,14 @@ def build_tokenizer(vocab_size: int = 1200) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in tags])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=4096,
+        chat_template=chat_template,
+        model_max_length=model_max_length,
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Mapping
 from typing import Any
 
 LIBRARY = "llguidance"
@@ -91,18 +92,32 @@ def _free_text(first_nonspace: bool) -> str:
     return f"{head} & ~/(?s:.*)({any_marker})(?s:.*)/"
 
 
-def token_tags(tokenizer: Any) -> frozenset[str]:
-    """The tags the tokenizer holds as added tokens: the grammar names those as tokens.
+def token_tags(tokenizer: Any) -> dict[str, str]:
+    """The tags the tokenizer holds as added tokens, each with how the grammar names it.
 
     llguidance treats added tokens as special (they never match inside a text terminal),
-    so a tag such as ``<tool_call>`` must be written as a token where the model has one.
+    so a tag such as ``<tool_call>`` must be written as a token where the model has one:
+    by its text when that reads as a token name, else by id (``<function=`` is ``<[id]>``).
     """
-    added = set(getattr(tokenizer, "get_added_vocab", dict)())
-    return frozenset(t for t in TAGS if t in added)
+    added: dict[str, int] = dict(getattr(tokenizer, "get_added_vocab", dict)())
+    return {t: t if _TOKEN_NAME.match(t) else f"<[{added[t]}]>" for t in TAGS if t in added}
 
 
-TAGS = ("<tool_call>", "</tool_call>", "<think>", "</think>", "</function>", "</parameter>")
-"""Tags that a tokenizer may hold as one added token (Qwen's hold the first four)."""
+_TOKEN_NAME = re.compile(r"^<[A-Za-z0-9_/|]+>$")
+
+
+TAGS = (
+    "<tool_call>",
+    "</tool_call>",
+    "<think>",
+    "</think>",
+    "<function=",
+    "</function>",
+    "<parameter=",
+    "</parameter>",
+)
+"""Tags that a tokenizer may hold as one added token (Qwen's hold the first four; a model
+made by ``jupyter analyst scratch`` holds all of them)."""
 
 
 class _Builder:
@@ -113,10 +128,11 @@ class _Builder:
     terminal would swallow the closing text); tags that are tokens sit between terminals.
     """
 
-    def __init__(self, tags: frozenset[str]) -> None:
-        self.tags = tags
+    def __init__(self, tags: Mapping[str, str] | Collection[str]) -> None:
+        self.refs = dict(tags) if isinstance(tags, Mapping) else {t: t for t in tags}
+        self.tags = frozenset(self.refs)
         self.lines: list[str] = []
-        alternatives = "|".join(re.escape(t) for t in sorted(tags, key=len, reverse=True))
+        alternatives = "|".join(re.escape(t) for t in sorted(self.tags, key=len, reverse=True))
         self._split = re.compile(f"({alternatives})")
 
     def seq(self, name: str, items: list[str]) -> str:
@@ -144,7 +160,7 @@ class _Builder:
             for piece in pieces:
                 if piece in self.tags:
                     flush()
-                    out.append(piece)
+                    out.append(self.refs[piece])
                 elif piece:
                     run.append(_lark_string(piece))
         flush()
@@ -164,17 +180,17 @@ def _tool_parts(spec: dict[str, Any]) -> tuple[str, list[tuple[str, bool]]]:
 def tool_call_grammar(
     tools: list[dict[str, Any]],
     thinking: bool = False,
-    tags: frozenset[str] = frozenset(),
+    tags: Mapping[str, str] | Collection[str] = frozenset(),
     max_think_tokens: int | None = None,
 ) -> str:
     """A Lark grammar (llguidance dialect) for replies made only of well-formed tool calls.
 
     ``thinking``: the generation prompt ends inside an open ``<think>``, so the reply starts
     with free reasoning, then ``</think>``, then the calls; ``max_think_tokens`` bounds the
-    reasoning so a reply cannot spend its whole budget before its call. ``tags``: the tags that are
-    single tokens for this tokenizer (``token_tags``). Every parameter is free text (the
-    parser decodes a non-string one as JSON when it can); required ones come first, in
-    order, then the optional ones, each optional.
+    reasoning so a reply cannot spend its whole budget before its call. ``tags``: the tags
+    that are single tokens for this tokenizer (``token_tags``: each with its name in the
+    grammar). Every parameter is free text (the parser decodes a non-string one as JSON when
+    it can); required ones come first, in order, then the optional ones, each optional.
     """
     b = _Builder(tags)
     b.lines.append(f"VALUE: {_free_text(first_nonspace=True)}")
