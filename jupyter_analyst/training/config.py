@@ -22,9 +22,21 @@ T = TypeVar("T")
 
 @dataclass
 class TrainConfig:
-    """One LoRA/QLoRA run. Every field is also a ``--flag`` (underscores become dashes)."""
+    """One training run. Every field is also a ``--flag`` (underscores become dashes).
+
+    Fields left ``None`` take the method's default (``resolved``): LoRA on a real base and
+    full-parameter training of a tiny model made from scratch want different learning rates,
+    batches and lengths.
+    """
 
     model: str = field(default="", metadata={"help": "base model: Hugging Face id or local folder"})
+    method: Literal["auto", "lora", "full"] = field(
+        default="auto",
+        metadata={
+            "help": "lora: train an adapter (real bases); full: train every parameter; auto: full for a "
+            "folder made by `jupyter analyst scratch`, else lora"
+        },
+    )
     data: list[str] = field(default_factory=list, metadata={"help": "trajectory JSONL files"})
     output_dir: str = field(
         default="adapter",
@@ -37,7 +49,10 @@ class TrainConfig:
     max_chars: int = field(
         default=400_000, metadata={"help": "drop trajectories longer than this (characters)"}
     )
-    max_length: int = field(default=8192, metadata={"help": "tokens per training sequence"})
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "tokens per training sequence (default 8192; full: the model's context)"},
+    )
     overlong: Literal["truncate", "drop"] = field(
         default="truncate", metadata={"help": "what to do with trajectories longer than --max-length"}
     )
@@ -54,15 +69,26 @@ class TrainConfig:
         default="all-linear",
         metadata={"help": "'all-linear' or comma-separated module names, e.g. q_proj,k_proj,v_proj,o_proj"},
     )
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the data"})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "peak learning rate (default 2e-4; full: 2e-3)"}
+    )
+    num_train_epochs: float | None = field(
+        default=None, metadata={"help": "passes over the data (default 2; full: 20)"}
+    )
     max_steps: int = field(default=-1, metadata={"help": "optimizer steps (overrides epochs when > 0)"})
     per_device_train_batch_size: int = field(default=1, metadata={"help": "sequences per micro-batch"})
-    gradient_accumulation_steps: int = field(default=8, metadata={"help": "micro-batches per optimizer step"})
+    gradient_accumulation_steps: int | None = field(
+        default=None, metadata={"help": "micro-batches per optimizer step (default 8; full: 1)"}
+    )
     warmup_ratio: float = field(default=0.03, metadata={"help": "fraction of steps spent warming up"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
     weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
-    gradient_checkpointing: bool = field(default=True, metadata={"help": "recompute activations in backward"})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "recompute activations in backward (default on; full: off)"}
+    )
+    max_minutes: float = field(
+        default=0.0, metadata={"help": "stop training after this many minutes (0: no limit)"}
+    )
     optim: str = field(
         default="auto",
         metadata={"help": "optimizer; auto = paged_adamw_8bit for QLoRA on CUDA, else adamw_torch"},
@@ -81,9 +107,34 @@ class TrainConfig:
         default=False, metadata={"help": "print the memory estimate and the data summary, then exit"}
     )
 
+    def resolved(self, method: Literal["lora", "full"], context: int | None = None) -> TrainConfig:
+        """A copy with ``method`` set and every ``None`` field at that method's default;
+        ``context`` (the model's window) is the full method's default ``max_length``."""
+        defaults = FULL_DEFAULTS if method == "full" else LORA_DEFAULTS
+        values: dict[str, Any] = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.max_length is None:
+            values["max_length"] = context if method == "full" and context else 8192
+        return dataclasses.replace(self, method=method, **values)
+
     def targets(self) -> str | list[str]:
         t = self.target_modules.strip()
         return t if t == "all-linear" else [x.strip() for x in t.split(",") if x.strip()]
+
+
+LORA_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-4,
+    "num_train_epochs": 2.0,
+    "gradient_accumulation_steps": 8,
+    "gradient_checkpointing": True,
+}
+FULL_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-3,
+    "num_train_epochs": 20.0,
+    "gradient_accumulation_steps": 1,
+    "gradient_checkpointing": False,
+}
+"""A model of a few million parameters from random weights learns fast at a high rate, one
+sequence a step, many passes; activations are small, so recomputing them only costs time."""
 
 
 def _unwrap(tp: Any) -> tuple[Any, bool]:

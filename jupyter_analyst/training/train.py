@@ -1,6 +1,7 @@
-"""``jupyter analyst train``: LoRA/QLoRA on trajectories with TRL's SFTTrainer and peft.
+"""``jupyter analyst train``: LoRA/QLoRA (or full-parameter) training on trajectories with TRL.
 
     jupyter analyst train --model Qwen/Qwen3.5-9B --data traj.jsonl -o adapters/analyst [--config recipe.yaml]
+    jupyter analyst train --model models/tiny --data traj.jsonl -o models/tiny-tuned   # a scratch model: full
 
 * Assistant-only loss: the chat template gets verified ``{% generation %}`` markers
   (``chat_template.training_template``); TRL masks everything else.
@@ -14,6 +15,10 @@
 * The adapter written to ``--output-dir`` is a plain peft adapter (adapter_config.json +
   adapter_model.safetensors) that the embedded host (``--adapter``) and vLLM
   (``--enable-lora``) load; keys vLLM rejects (``modules_to_save``, DoRA, biases) are never set.
+* ``--method full`` (automatic for a folder made by ``jupyter analyst scratch``) trains every
+  parameter of a tiny model and writes a whole model folder (weights, the original tokenizer
+  and template, ``scratch.json``) that ``--model DIR`` serves with no adapter. Same data path,
+  same assistant-only loss; trained tokens per second are measured and reported.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import TrainConfig, add_dataclass_arguments, build_config
 
@@ -75,6 +80,11 @@ class TrainResult:
     template: str = ""
     lora_tensors_changed: int = 0
     lora_tensors: int = 0
+    """Trained tensors that moved, of all trained ones (LoRA's, or every parameter when full)."""
+    method: str = "lora"
+    tokens: int = 0
+    """Tokens the model was trained on (forward and backward), padding excluded."""
+    tokens_per_second: float = 0.0
     sample: str = ""
     model: Any = field(default=None, repr=False, compare=False)
 
@@ -99,7 +109,7 @@ def print_estimate(config: TrainConfig, quant: str, log: Any) -> None:
     except FileNotFoundError as exc:
         log(f"(no memory estimate: {exc})")
         return
-    lengths = sorted({config.max_length, 4096, 8192, 16384})
+    lengths = sorted({config.max_length or 8192, 4096, 8192, 16384})
     # On a CPU-only machine (auto -> full precision here) show what the GPU run would need: QLoRA.
     quantized = quant == "4bit" or config.quantization == "auto"
     log(
@@ -150,6 +160,27 @@ def clean_adapter_config(folder: Path, base: str) -> dict[str, Any]:
     return cfg
 
 
+def resolve_method(config: TrainConfig) -> tuple[TrainConfig, str]:
+    """``config`` resolved for its method (``auto``: full for a scratch folder, else LoRA) and
+    a phrase saying why, for the log."""
+    from ..errors import InputError
+    from ..models.profiles import model_context
+    from .scratch import scratch_info
+
+    info = scratch_info(config.model)
+    method: Literal["lora", "full"]
+    if config.method == "auto":
+        method = "full" if info else "lora"
+        why = "a model made by `jupyter analyst scratch`" if info else "a pretrained base"
+    else:
+        method, why = config.method, f"--method {config.method}"
+    if method == "full" and config.quantization == "4bit":
+        raise InputError("--method full trains full-precision weights; drop --quantization 4bit")
+    unknown = 1 << 30  # a hub id or a config without max_position_embeddings
+    context = model_context(config.model, default=unknown) if method == "full" else unknown
+    return config.resolved(method, context if context < unknown else None), why
+
+
 def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
     """Run one training job; ``None`` when only the estimate was asked for."""
     from ..errors import InputError
@@ -157,12 +188,17 @@ def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
     from .data import load_rows, to_dataset, token_counts
     from .trajectory import TrajectoryFilter
 
+    config, why = resolve_method(config)
+    assert config.max_length is not None
     device, quant = resolve_device(config)
-    log(
-        f"jupyter-analyst train: {config.model} on {device} "
-        f"({'QLoRA, 4-bit NF4 base' if quant == '4bit' else 'LoRA, full-precision base'})"
-    )
-    print_estimate(config, quant, log)
+    if config.method == "full":
+        quant = "none"
+        how_trained = "full-parameter training"
+    else:
+        how_trained = "QLoRA, 4-bit NF4 base" if quant == "4bit" else "LoRA, full-precision base"
+    log(f"jupyter-analyst train: {config.model} on {device} ({how_trained}: {why})")
+    if config.method == "lora":
+        print_estimate(config, quant, log)
     rows, summary = load_rows(config.data, TrajectoryFilter(keep=config.keep, max_chars=config.max_chars))
     log(summary.line())
     if config.estimate_only:
@@ -251,6 +287,40 @@ def select_trainable(
     return kept, f"training on {len(kept)} of {n} trajectories, dropped {' and '.join(parts)}{hint}"
 
 
+def _time_limit(minutes: float) -> Any:
+    """A callback that ends training cleanly (the model is still saved) after ``minutes``."""
+    from transformers import TrainerCallback
+
+    class _Deadline(TrainerCallback):
+        def __init__(self) -> None:
+            self.deadline = time.monotonic() + minutes * 60
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if time.monotonic() >= self.deadline:
+                control.should_training_stop = True
+            return control
+
+    return _Deadline()
+
+
+def _save_full(trainer: Any, config: TrainConfig, out: Path, result: TrainResult) -> None:
+    """The whole trained model as a folder ``--model DIR`` serves: weights, the tokenizer with its
+    original template (training used a marked copy), and ``scratch.json`` updated with the run."""
+    from transformers import AutoTokenizer
+
+    from .scratch import MARKER_FILE, scratch_info
+
+    model = trainer.model
+    model.config.use_cache = True  # turned off for training only
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(config.model).save_pretrained(str(out))
+    info = scratch_info(config.model)
+    if info is not None:
+        run = {"from": config.model, "steps": result.steps, "tokens": result.tokens}
+        runs = [*info.get("training", []), run]
+        (out / MARKER_FILE).write_text(json.dumps({**info, "training": runs}, indent=2))
+
+
 def _fit(
     config: TrainConfig,
     device: str,
@@ -265,6 +335,7 @@ def _fit(
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
+    full = config.method == "full"
     out = Path(config.output_dir)
     ckpt_dir = out / "checkpoints"
     resume: str | None = None
@@ -283,14 +354,14 @@ def _fit(
         truncation_mode="keep_start",  # what select_trainable assumes
         packing=False,
         per_device_train_batch_size=config.per_device_train_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.num_train_epochs,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,  # type: ignore[arg-type]  # resolved
+        learning_rate=config.learning_rate,  # type: ignore[arg-type]
+        num_train_epochs=config.num_train_epochs,  # type: ignore[arg-type]
         max_steps=config.max_steps,
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type=config.lr_scheduler_type,
         weight_decay=config.weight_decay,
-        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing=bool(config.gradient_checkpointing),
         gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         optim=optim,
         bf16=bf16,
@@ -304,38 +375,49 @@ def _fit(
         dataloader_num_workers=0,
         dataset_num_proc=None,
         disable_tqdm=not sys.stderr.isatty(),
+        include_num_input_tokens_seen="non_padding",
     )
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.targets(),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    lora = None
+    if not full:
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.targets(),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
     model = load_base(config, device, quant)
+    callbacks = [_time_limit(config.max_minutes)] if config.max_minutes > 0 else None
     started = time.monotonic()
     with warnings.catch_warnings():
         # A repacked 4-bit base trains silently wrong; make its warning fatal (design.md §7).
         warnings.filterwarnings("error", message=GEMV_WARNING)
         trainer = SFTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=callbacks,
         )
         example = trainer.train_dataset[0]  # type: ignore[index]  # a map-style Dataset here
         sample = supervised_text(tokenizer, example["input_ids"], [int(x != -100) for x in example["labels"]])
-        initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}  # type: ignore[union-attr]
+        initial = {
+            n: p.detach().clone()
+            for n, p in trainer.model.named_parameters()  # type: ignore[union-attr]
+            if (p.requires_grad if full else "lora_" in n)
+        }
         trainer.train(resume_from_checkpoint=resume)
     seconds = time.monotonic() - started
-    peft_model: Any = trainer.model  # the PeftModel SFTTrainer wrapped around the base
+    trained: Any = trainer.model  # the PeftModel SFTTrainer wrapped around the base, or the model itself
     changed = sum(
         int(not torch.equal(initial[n].to(p.device), p.detach()))
-        for n, p in peft_model.named_parameters()
+        for n, p in trained.named_parameters()
         if n in initial
     )
-    out.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(str(out))
-    adapter_cfg = clean_adapter_config(out, config.model)
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
     result = TrainResult(
         output_dir=str(out),
         steps=int(trainer.state.global_step),
@@ -347,8 +429,19 @@ def _fit(
         template=how,
         lora_tensors_changed=changed,
         lora_tensors=len(initial),
+        method=config.method,
+        tokens=tokens,
+        tokens_per_second=round(tokens / seconds, 1) if seconds > 0 else 0.0,
         sample=sample,
     )
+    out.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {}
+    if full:
+        _save_full(trainer, config, out, result)
+        extra["parameters"] = sum(p.numel() for p in trained.parameters())
+    else:
+        trained.save_pretrained(str(out))
+        extra["target_modules"] = clean_adapter_config(out, config.model).get("target_modules")
     (out / SUMMARY_FILE).write_text(
         json.dumps(
             {
@@ -357,7 +450,7 @@ def _fit(
                 "device": device,
                 "quantization": quant,
                 "optim": optim,
-                "target_modules": adapter_cfg.get("target_modules"),
+                **extra,
                 "torch_threads": torch.get_num_threads(),
                 "pid": os.getpid(),
             },
@@ -367,10 +460,12 @@ def _fit(
     )
     result.model = trainer.model  # not a field: in-process callers (tests) inspect the trained weights
     loss_text = f"loss {result.first_loss:.3f} -> {result.last_loss:.3f}" if losses else "no loss logged"
+    what = "parameter tensors" if full else "LoRA tensors"
     log(
-        f"trained {result.steps} steps on {result.examples} sequences in {result.seconds:.0f}s, {loss_text}; "
-        f"{changed}/{len(initial)} LoRA tensors changed -> {out}"
+        f"trained {result.steps} steps on {result.examples} sequences in {result.seconds:.0f}s "
+        f"({tokens} tokens, {result.tokens_per_second:.0f} tokens/s), {loss_text}; "
+        f"{changed}/{len(initial)} {what} changed -> {out}"
     )
     if changed != len(initial):
-        log("warning: some LoRA tensors did not change: gradients did not reach every adapted layer")
+        log(f"warning: some {what} did not change: gradients did not reach every trained layer")
     return result
