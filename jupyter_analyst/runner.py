@@ -60,6 +60,9 @@ class RunConfig:
     """Check each cell before it runs (syntax, the frame's columns; ``agent.precheck``)."""
     grounding_gate: bool = True
     """Send conclusions with numbers no output shows back to the model once."""
+    context_tokens: int | None = None
+    """Size observations and the history trim to this window (None: the policy's own, else 16k);
+    a teacher's trajectories for a small-context model are collected at that model's size."""
 
 
 @dataclass
@@ -206,6 +209,7 @@ def run_analysis(
         keep_failed_cells=config.keep_failed_cells,
         prechecks=config.prechecks,
         grounding_gate=config.grounding_gate,
+        context_tokens=config.context_tokens,
     )
     with KernelExecutor(
         cwd=output.parent, timeout=config.cell_timeout, max_output_bytes=config.max_output_bytes

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .agent import AgentLoop, Budget, CellAdded, CellExecuted, CellsRemoved, Event, RunFinished, StopReason
+from .agent.loop import context_sizes
 from .agent.precheck import known_frames
 from .agent.prompts import render_task
 from .agent.tidy import superseded
@@ -93,6 +94,9 @@ class RunSpec:
     keep_failed_cells: bool = False
     """Keep failed cells a later fix superseded (by default the run's end removes them from
     the notebook, see ``agent.tidy``; its events keep them either way)."""
+    context_tokens: int | None = None
+    """The model's window in tokens, which sizes observations and the history trim
+    (``agent.loop.context_sizes``); None: the policy's own ``context_tokens``, else 16k."""
 
 
 @dataclass
@@ -255,10 +259,15 @@ class Session:
                 self._to_sink(CellAdded(0, "setup", "code", self.spec.load_code, "setup"))
                 self._to_sink(CellExecuted(0, "setup", loaded, ""))
             executor.on_output = self.sink.show_outputs
+            observation_limit, context_chars = context_sizes(
+                self.spec.context_tokens or getattr(policy, "context_tokens", None)
+            )
             self.loop = AgentLoop(
                 policy,
                 executor,
                 self.spec.budget,
+                observation_limit=observation_limit,
+                context_chars=context_chars,
                 should_stop=lambda: self.stopping,
                 protected_names=protected,
                 frames=known_frames(facts),

@@ -79,7 +79,25 @@ _Stop = tuple[StopReason, "str | None", str]
 
 DEFAULT_CONTEXT_CHARS = 14_000 * 4
 """~14k tokens of history (at ~4 characters a token) leaves room for the reply in a 16k window."""
+FULL_WINDOW_TOKENS = 16_384
+"""The window the defaults above are sized for (the 9B profiles')."""
 KEEP_RECENT = 6
+
+
+def context_sizes(context_tokens: int | None) -> tuple[int, int]:
+    """``(observation_limit, context_chars)`` for a model that sees ``context_tokens`` tokens.
+
+    ``None`` or a window of 16k or more keeps the defaults. A smaller window (a model trained
+    from scratch at 4k-8k) gets observations shrunk in proportion (never under 300
+    characters) and a history budget of 80% of the window at 3 characters a token, a small
+    vocabulary's rate; the rest holds the tool specs and the reply.
+    """
+    if not context_tokens or context_tokens >= FULL_WINDOW_TOKENS:
+        return DEFAULT_LIMIT, DEFAULT_CONTEXT_CHARS
+    observation = max(OLD_OBSERVATION_CHARS, DEFAULT_LIMIT * context_tokens // FULL_WINDOW_TOKENS)
+    return observation, int(context_tokens * 0.8 * 3)
+
+
 OLD_OBSERVATION_CHARS = 300
 TRIMMED = "\n[older output shortened to fit the context]"
 

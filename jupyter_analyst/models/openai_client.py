@@ -219,6 +219,10 @@ class _Accumulator:
 class OpenAIChatPolicy:
     """``Policy`` over ``POST {base_url}/chat/completions`` (optionally streamed via SSE)."""
 
+    context_tokens: int | None = None
+    """The model's window in tokens when known (set from the profile by ``models.select``);
+    the session sizes observations and the history trim to it."""
+
     def __init__(
         self,
         base_url: str,

@@ -38,6 +38,8 @@ class Profile:
     base_url: str | None = None
     api_key_env: str | None = None
     context_length: int = 16384
+    """The window in tokens: sizes the memory estimate, and a window under 16k shrinks the
+    loop's observations and history trim (``agent.loop.context_sizes``)."""
     temperature: float = 0.2
     max_new_tokens: int = 1536
     enable_thinking: bool = False
@@ -212,6 +214,19 @@ def weights_on_disk(model: str) -> bool:
         return False
     found = try_to_load_from_cache(model, "config.json")
     return isinstance(found, str)
+
+
+def model_context(model: str, default: int = 16384) -> int:
+    """The window to size a run for ``model``: a local folder's ``max_position_embeddings``
+    when smaller than ``default`` (a model trained from scratch at 4k-8k), else ``default``."""
+    import json
+
+    config = Path(model).expanduser() / "config.json"
+    try:
+        value = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return default
+    return value if isinstance(value, int) and 0 < value < default else default
 
 
 def pick_default(

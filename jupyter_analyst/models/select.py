@@ -15,7 +15,7 @@ from typing import Any
 
 from ..agent.types import Policy
 from ..errors import InputError
-from .profiles import Profile, get_profile, load_profiles, pick_default
+from .profiles import Profile, get_profile, load_profiles, model_context, pick_default
 
 
 @dataclass
@@ -155,6 +155,7 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
     except BaseException:
         host.stop()
         raise
+    policy.context_tokens = profile.context_length
     label = profile.model + (f" + {profile.adapter}" if profile.adapter else "")
     return PolicyHandle(policy, f"{label} (profile {profile.name})", closers=[host.stop])
 
@@ -168,7 +169,9 @@ def _from_profile(
         if not profile.base_url:
             raise InputError(f"profile {profile.name!r} needs a base_url")
         key = os.environ.get(profile.api_key_env) if profile.api_key_env else None
-        return _remote(profile.base_url, choice.api_key or key, profile.model, choice, on_text)
+        handle = _remote(profile.base_url, choice.api_key or key, profile.model, choice, on_text)
+        handle.policy.context_tokens = profile.context_length  # type: ignore[attr-defined]
+        return handle
     return _embedded(profile, choice, on_text)
 
 
@@ -190,6 +193,7 @@ def build_policy(choice: PolicyChoice, on_text: Callable[[str], None] | None = N
             adapter=choice.adapter,
             quantization=choice.quantization or "auto",  # type: ignore[arg-type]
             device=choice.device or "auto",  # type: ignore[arg-type]
+            context_length=model_context(choice.model),
         )
         return _embedded(profile, choice, on_text)
     if choice.profile:
