@@ -87,7 +87,11 @@ class TrainConfig:
         default=None, metadata={"help": "recompute activations in backward (default on; full: off)"}
     )
     max_minutes: float = field(
-        default=0.0, metadata={"help": "stop training after this many minutes (0: no limit)"}
+        default=0.0,
+        metadata={
+            "help": "stop training after this many minutes and save (0: no limit); the schedule is "
+            "planned for the epochs, so pair it with --lr-scheduler-type constant_with_warmup"
+        },
     )
     optim: str = field(
         default="auto",

@@ -85,6 +85,8 @@ class TrainResult:
     tokens: int = 0
     """Tokens the model was trained on (forward and backward), padding excluded."""
     tokens_per_second: float = 0.0
+    cpu_seconds: float = 0.0
+    """CPU time the process spent training: tokens / cpu_seconds is the speed on a shared machine."""
     sample: str = ""
     model: Any = field(default=None, repr=False, compare=False)
 
@@ -389,7 +391,7 @@ def _fit(
         )
     model = load_base(config, device, quant)
     callbacks = [_time_limit(config.max_minutes)] if config.max_minutes > 0 else None
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     with warnings.catch_warnings():
         # A repacked 4-bit base trains silently wrong; make its warning fatal (design.md §7).
         warnings.filterwarnings("error", message=GEMV_WARNING)
@@ -409,7 +411,7 @@ def _fit(
             if (p.requires_grad if full else "lora_" in n)
         }
         trainer.train(resume_from_checkpoint=resume)
-    seconds = time.monotonic() - started
+    seconds, cpu_seconds = time.monotonic() - started, time.process_time() - cpu_started
     trained: Any = trainer.model  # the PeftModel SFTTrainer wrapped around the base, or the model itself
     changed = sum(
         int(not torch.equal(initial[n].to(p.device), p.detach()))
@@ -432,6 +434,7 @@ def _fit(
         method=config.method,
         tokens=tokens,
         tokens_per_second=round(tokens / seconds, 1) if seconds > 0 else 0.0,
+        cpu_seconds=round(cpu_seconds, 1),
         sample=sample,
     )
     out.mkdir(parents=True, exist_ok=True)
