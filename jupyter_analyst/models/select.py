@@ -155,7 +155,8 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
     except BaseException:
         host.stop()
         raise
-    policy.context_tokens = profile.context_length
+    # A folder trained at a smaller window than the profile's (a scratch model) sizes the run.
+    policy.context_tokens = model_context(profile.model, profile.context_length)
     label = profile.model + (f" + {profile.adapter}" if profile.adapter else "")
     return PolicyHandle(policy, f"{label} (profile {profile.name})", closers=[host.stop])
 
@@ -193,7 +194,6 @@ def build_policy(choice: PolicyChoice, on_text: Callable[[str], None] | None = N
             adapter=choice.adapter,
             quantization=choice.quantization or "auto",  # type: ignore[arg-type]
             device=choice.device or "auto",  # type: ignore[arg-type]
-            context_length=model_context(choice.model),
         )
         return _embedded(profile, choice, on_text)
     if choice.profile:
