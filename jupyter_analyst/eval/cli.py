@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..levers import add_lever_options, lever_settings
+from .options import add_suite_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,35 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="report DIR | compare DIR_A DIR_B",
         help="optional: re-write a report, or compare two result folders",
     )
-    p.add_argument(
-        "--suite",
-        choices=["builtin", "dabench", "pool"],
-        default="builtin",
-        help="task suite (default builtin; pool: questions over training-pool tables)",
-    )
-    p.add_argument(
-        "--split",
-        choices=["train", "eval"],
-        help="train: the training pool's questions (--suite pool); eval: the held-out built-in suite",
-    )
-    p.add_argument("--pool-datasets", type=int, default=10, help="pool tables for --suite pool (default 10)")
-    p.add_argument("--pool-seed", type=int, default=0, help="seed picking the pool tables and questions")
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        help="DABench folder with da-dev-questions.jsonl, da-dev-labels.jsonl "
-        "and da-dev-tables/ (for --suite dabench)",
-    )
-    p.add_argument(
-        "--tasks",
-        nargs="+",
-        metavar="GLOB",
-        help="task ids or dataset keys, globs allowed (e.g. 'churn-*' penguins); commas also separate",
-    )
-    p.add_argument(
-        "--kind", choices=["open", "closed"], help="only open analyses or only closed-form questions"
-    )
-    p.add_argument("--limit", type=int, help="at most N tasks (after the filters)")
+    add_suite_options(p)
     p.add_argument("--list", action="store_true", help="list the selected tasks and exit")
     p.add_argument("-o", "--output", type=Path, help="result folder (default ./eval-<suite>-<policy>)")
     p.add_argument("--workers", type=int, default=1, help="tasks run in parallel, each with its own kernel")

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..eval.options import add_suite_options
 from ..jsonl import read_records
 from ..levers import add_lever_options, lever_settings
 from .trajectory import KEEP_CHOICES
@@ -40,25 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "filters to a JSONL file for `jupyter analyst train`. Resumable.",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="trajectory JSONL file (appended to)")
-    p.add_argument(
-        "--suite",
-        choices=["builtin", "dabench", "pool"],
-        default="builtin",
-        help="task suite (default builtin; pool: questions over training-pool tables)",
-    )
-    p.add_argument(
-        "--split",
-        choices=["train", "eval"],
-        help="train: the training pool's questions (--suite pool); eval: the held-out built-in suite",
-    )
-    p.add_argument("--pool-datasets", type=int, default=10, help="pool tables for --suite pool (default 10)")
-    p.add_argument("--pool-seed", type=int, default=0, help="seed picking the pool tables and questions")
-    p.add_argument("--data-dir", type=Path, help="DABench folder (for --suite dabench)")
-    p.add_argument("--tasks", nargs="+", metavar="GLOB", help="task ids or dataset keys, globs allowed")
-    p.add_argument(
-        "--kind", choices=["open", "closed"], help="only open analyses or only closed-form questions"
-    )
-    p.add_argument("--limit", type=int, help="at most N tasks")
+    add_suite_options(p)
     p.add_argument("--samples", type=int, default=1, help="runs per task (use a temperature > 0 for variety)")
     p.add_argument(
         "--keep",
