@@ -18,7 +18,7 @@ import pytest
 
 from jupyter_analyst.agent import Budget, CellAdded, CellExecuted, CellsRemoved, Event, RunFinished
 from jupyter_analyst.agent.names import CLASH_ERROR
-from jupyter_analyst.agent.tidy import failing_line, superseded, why_kept
+from jupyter_analyst.agent.tidy import failing_line, reads_before_rebinding, superseded, why_kept
 from jupyter_analyst.agent.types import CellResult
 from jupyter_analyst.models.scripted import ScriptedPolicy, code, final
 
@@ -456,3 +456,22 @@ async def test_live_run_removes_the_cell_from_the_document_but_not_a_users_edit(
     assert [f["status"] for f in frames if f["type"] == "cell_executed"] == ["error", "ok"]
     kept = next(f["cell_id"] for f in frames if f["type"] == "cell_added")
     assert kept in [c["id"] for c in doc.get()["cells"]]
+
+
+def test_a_try_body_is_read_in_order() -> None:
+    """The baseline's fallback cell rebinds its names inside ``try``: a read after the
+    binding in the body is safe; after the ``try`` only a first, can't-raise binding is sure."""
+    fallback = (
+        "try:\n    subset = df\n    counts = subset['a'].value_counts()\n"
+        "    values = counts.idxmin()\n    print(values)\nexcept Exception as error:\n    print(error)\n"
+    )
+    assert not reads_before_rebinding("subset", [fallback, "subset.head()"])  # first and sure
+    assert not reads_before_rebinding("counts", [fallback])  # bound, then read, in the body
+    assert reads_before_rebinding("counts", [fallback, "counts.head()"])  # maybe skipped by an error
+    assert reads_before_rebinding(
+        "subset", ["try:\n    print(subset)\n    subset = df\nexcept Exception:\n    pass"]
+    )
+    assert reads_before_rebinding("subset", ["try:\n    subset = df\nexcept Exception:\n    print(subset)"])
+    assert reads_before_rebinding(
+        "subset", ["try:\n    subset = df.copy()\nexcept Exception:\n    pass", "subset"]
+    )

@@ -404,12 +404,41 @@ def reads_before_rebinding(name: str, sources: Iterable[str]) -> bool:
         tree, _ = _parse(source)
         if tree is None:
             continue  # not Python: the kernel runs none of it
-        for stmt in tree.body:
-            if _reads(stmt, name):
-                return True
-            if _rebinds(stmt, name):
-                return False
+        verdict = _first_use(tree.body, name)
+        if verdict is not None:
+            return verdict
     return False
+
+
+def _first_use(body: Sequence[ast.stmt], name: str) -> bool | None:
+    """True: ``body`` reads ``name`` before surely rebinding it; False: it surely rebinds it
+    first; None: neither (or a rebinding that may not happen), so later code decides.
+
+    A ``try`` body runs in order, so a read that follows a binding in it is safe. After the
+    ``try`` the binding is sure only when it is the body's first statement and its value
+    can't raise (``subset = df``): a later one may have been skipped by an exception.
+    """
+    for stmt in body:
+        if isinstance(stmt, ast.Try) and not stmt.finalbody:
+            inner = _first_use(stmt.body, name)
+            if inner is True:
+                return True
+            rest = [*stmt.orelse, *(s for h in stmt.handlers for s in h.body)]
+            if any(_reads(s, name) for s in rest):
+                return True
+            if inner is False and _rebinds(stmt.body[0], name) and _cannot_raise(stmt.body[0]):
+                return False
+            continue
+        if _reads(stmt, name):
+            return True
+        if _rebinds(stmt, name):
+            return False
+    return None
+
+
+def _cannot_raise(stmt: ast.stmt) -> bool:
+    """An assignment of a name or a constant: nothing in it can raise (given the name exists)."""
+    return isinstance(stmt, ast.Assign) and isinstance(stmt.value, (ast.Name, ast.Constant))
 
 
 def _reads(stmt: ast.stmt, name: str) -> bool:
