@@ -30,6 +30,22 @@ def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
+def baseline_trajectories(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two real baseline-analyst trajectories written by `collect` (long system + task prompts,
+    like the ones users train on), shared by the training and scratch-model tests."""
+    from jupyter_analyst.cli import main
+
+    root = tmp_path_factory.mktemp("baseline-trajectories")
+    traj = root / "traj.jsonl"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_ANALYST_DATA_CACHE", str(root / "cache"))
+        argv = ["collect", "-o", str(traj), "--baseline", "--tasks", "tips-percent", "airquality-ozone"]
+        assert main([*argv, "--no-rerun", "--keep", "finished", "--quiet"]) == 0
+    assert len(traj.read_text().splitlines()) == 2
+    return traj
+
+
+@pytest.fixture(scope="session")
 def ipython_shell(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real IPython shell in this process (IPython's own terminal shell, as `ipython`
     starts it), for the in-process executor; history in memory, profile in a temp folder."""

@@ -21,18 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trajectories(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two real trajectories of the baseline analyst, written by `collect`."""
-    from jupyter_analyst.cli import main
-
-    root = tmp_path_factory.mktemp("scratch-traj")
-    traj = root / "traj.jsonl"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_ANALYST_DATA_CACHE", str(root / "cache"))
-        argv = ["collect", "-o", str(traj), "--baseline", "--tasks", "penguins-explore", "tips-percent"]
-        assert main([*argv, "--no-rerun", "--keep", "finished", "--quiet"]) == 0
-    assert len(traj.read_text().splitlines()) == 2
-    return traj
+def trajectories(baseline_trajectories: Path) -> Path:
+    """Two real trajectories of the baseline analyst, written by `collect` (conftest)."""
+    return baseline_trajectories
 
 
 @pytest.fixture(scope="module")

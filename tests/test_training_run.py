@@ -276,21 +276,6 @@ def test_collect_train_evaluate_from_the_cli(
     assert record["task_id"] == tasks[0] and "verdict" in record, record.get("harness_error")
 
 
-@pytest.fixture(scope="module")
-def baseline_trajectories(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two real baseline-analyst trajectories: long system + task prompts, like the ones users train on."""
-    from jupyter_analyst.cli import main
-
-    root = tmp_path_factory.mktemp("baseline")
-    traj = root / "traj.jsonl"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JUPYTER_ANALYST_DATA_CACHE", str(root / "cache"))
-        argv = ["collect", "-o", str(traj), "--baseline", "--tasks", "tips-percent", "airquality-ozone"]
-        assert main([*argv, "--no-rerun", "--keep", "finished", "--quiet"]) == 0
-    assert len(traj.read_text().splitlines()) == 2
-    return traj
-
-
 def _train_cli(model: Path, data: Path, out: Path, max_length: int, *extra: str) -> int:
     from jupyter_analyst.cli import main
 
