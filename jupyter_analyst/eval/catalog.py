@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..errors import InputError
@@ -49,3 +50,20 @@ def load_tasks(
     if not chosen:
         raise InputError("no task matches the filters (see --list)")
     return chosen
+
+
+def tasks_from_args(args: argparse.Namespace) -> list[EvalTask]:
+    """The tasks the flags of ``eval.options.add_suite_options`` select, for ``eval`` and
+    ``collect`` alike; ``--split`` sets ``args.suite`` (later steps read the suite)."""
+    if args.split:
+        args.suite = SPLITS[args.split]
+    return load_tasks(
+        args.suite,
+        args.data_dir,
+        args.tasks,
+        args.kind,
+        args.limit,
+        pool_datasets=args.pool_datasets,
+        pool_seed=args.pool_seed,
+        cache=args.data_cache,
+    )

@@ -132,20 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if action:
         raise InputError(f"unknown eval action {action[0]!r}; use 'report DIR' or 'compare DIR_A DIR_B'")
 
-    from .catalog import load_tasks
+    from .catalog import tasks_from_args
 
-    if args.split:
-        args.suite = {"train": "pool", "eval": "builtin"}[args.split]
-    tasks = load_tasks(
-        args.suite,
-        args.data_dir,
-        args.tasks,
-        args.kind,
-        args.limit,
-        pool_datasets=args.pool_datasets,
-        pool_seed=args.pool_seed,
-        cache=args.data_cache,
-    )
+    tasks = tasks_from_args(args)
     skipped: list[dict[str, str]] = []
     if args.suite == "dabench":  # never silently: name every question left out for a missing table
         from .dabench import read_dabench

@@ -185,20 +185,9 @@ def run(args: argparse.Namespace) -> int:
     from ..runner import check_limits
 
     check_limits(Budget(args.max_steps, None, args.max_time), args.cell_timeout)
-    from ..eval.catalog import load_tasks
+    from ..eval.catalog import tasks_from_args
 
-    if args.split:
-        args.suite = {"train": "pool", "eval": "builtin"}[args.split]
-    tasks = load_tasks(
-        args.suite,
-        args.data_dir,
-        args.tasks,
-        args.kind,
-        args.limit,
-        pool_datasets=args.pool_datasets,
-        pool_seed=args.pool_seed,
-        cache=args.data_cache,
-    )
+    tasks = tasks_from_args(args)
     output: Path = args.output
     state = output.with_name(output.name + ".state.jsonl")
     work = output.with_name(output.name + ".work")
