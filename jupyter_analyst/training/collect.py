@@ -2,7 +2,7 @@
 
     jupyter analyst collect -o traj.jsonl [--suite builtin|dabench|pool | --split train|eval]
                             [--pool-datasets N --pool-seed S] [--tasks GLOB ...] [--samples N]
-                            [--keep passed|finished|any] [--teacher-errors RATE]
+                            [--keep passed|finished|any] [--teacher-errors RATE] [--context-tokens N]
                             [--baseline | --base-url URL --model M | --profile P ...]
 
 ``--split train`` (``--suite pool``) runs over the training pool (``training.pool``), whose
@@ -53,6 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--max-steps", type=int, default=30, help="model turns per task (default 30)")
     p.add_argument("--max-time", type=float, help="seconds per task")
     p.add_argument("--cell-timeout", type=float, default=60.0, help="seconds per cell")
+    p.add_argument(
+        "--context-tokens",
+        type=int,
+        metavar="N",
+        help="size observations and the history trim for a student with an N-token window (e.g. 8192 "
+        "for a `jupyter analyst scratch` model), so its trajectories fit its context whole; "
+        "default: the teacher's own",
+    )
     p.add_argument(
         "--no-rerun",
         action="store_true",
@@ -127,6 +135,7 @@ def collect_one(
         question=task.prompt,
         budget=Budget(args.max_steps, None, args.max_time),
         cell_timeout=args.cell_timeout,
+        context_tokens=args.context_tokens,
         **lever_settings(args),
     )
     outcome = run_analysis(config, policy, on_event=events.append, label=label)
@@ -185,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     from ..runner import check_limits
 
     check_limits(Budget(args.max_steps, None, args.max_time), args.cell_timeout)
+    if args.context_tokens is not None and args.context_tokens < 1024:
+        raise InputError("--context-tokens must be at least 1024")
     from ..eval.catalog import tasks_from_args
 
     tasks = tasks_from_args(args)
