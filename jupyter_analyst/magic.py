@@ -135,8 +135,25 @@ def current_cell_id(shell: Any) -> str | None:
     return str(cell_id) if cell_id else None
 
 
-def start_remote(target: ServerTarget, args: MagicArgs, after_cell_id: str | None) -> dict[str, Any]:
-    """POST the run to the extension; return its RunStatus, or raise AnalystError."""
+def own_kernel_id() -> str | None:
+    """This kernel's id, from the connection file jupyter_server named after it
+    (``kernel-<id>.json``); None outside a server-started kernel."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        name = Path(get_connection_file()).stem
+    except Exception:  # plain IPython, no kernel app
+        return None
+    return name[len("kernel-") :] if name.startswith("kernel-") and len(name) > 7 else None
+
+
+def start_remote(
+    target: ServerTarget, args: MagicArgs, after_cell_id: str | None, kernel_id: str | None = None
+) -> dict[str, Any]:
+    """POST the run to the extension; return its RunStatus, or raise AnalystError.
+
+    With ``kernel_id`` the server runs on the notebook whose session runs this kernel now:
+    ``target.path`` comes from ``JPY_SESSION_NAME``, which a rename leaves stale."""
     body = {
         "path": target.path,
         "variable": args.variable,
@@ -147,6 +164,8 @@ def start_remote(target: ServerTarget, args: MagicArgs, after_cell_id: str | Non
     }
     if args.keep_failed_cells:  # only when asked: an older server refuses unknown fields
         body["keep_failed_cells"] = True
+    if kernel_id:
+        body["kernel_id"] = kernel_id
     request = urllib.request.Request(
         target.url.rstrip("/") + "/jupyter-analyst/runs",
         data=json.dumps(body).encode(),
@@ -269,7 +288,7 @@ def analyst_magic(line: str) -> None:
         target = None
     if target is not None:
         try:
-            status = start_remote(target, args, current_cell_id(shell))
+            status = start_remote(target, args, current_cell_id(shell), own_kernel_id())
         except _NoExtension:
             pass  # no extension there: analyse here instead
         except AnalystError as exc:

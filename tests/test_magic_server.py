@@ -50,3 +50,47 @@ async def test_magic_in_server_places_cells_after_its_cell(
     assert ids[:3] == ["user-md", "user-code", "magic-cell"]
     assert ids[3:-1] == runs[0]["cells"] and ids[-1] == "user-tail"
     assert doc.get()["cells"][2]["source"] == magic
+
+
+@asynctest
+async def test_magic_after_a_rename_writes_into_its_own_notebook(
+    jp_fetch: Any, jp_serverapp: Any, live_notebook: Any
+) -> None:
+    """The kernel's ``JPY_SESSION_NAME`` still names the old file after a rename; the run
+    must go to the notebook the kernel's session names now (the server asks its sessions)."""
+    kernel_id = await live_notebook()
+    renamed = "work dir/sales_review.ipynb"
+    # what JupyterLab does on a rename: move the file, then point the session at it
+    await api(jp_fetch, "api", "contents", NB_PATH, method="PATCH", body={"path": renamed}, expect=200)
+    _, sessions = await api(jp_fetch, "api", "sessions", expect=200)
+    session_id = next(s["id"] for s in sessions if s["kernel"]["id"] == kernel_id)
+    await api(jp_fetch, "api", "sessions", session_id, method="PATCH", body={"path": renamed}, expect=200)
+    doc = await ydoc(jp_serverapp, renamed)
+    magic = '%load_ext jupyter_analyst\n%analyst df "Which species is heaviest?" --max-steps 3'
+    reply = await run_user_cell(jp_serverapp, kernel_id, magic)
+    printed = "".join(o.get("text", "") for o in reply["outputs"])
+    assert reply["status"] == "ok" and f"started on {renamed}" in printed, reply
+    t0 = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    while not runs or runs[0]["state"] not in ("finished", "stopped", "failed"):
+        assert time.monotonic() - t0 < 600, "the run did not end"
+        await asyncio.sleep(0.2)
+        _, runs = await api(jp_fetch, "jupyter-analyst", "runs", expect=200)
+    assert runs[0]["path"] == renamed and runs[0]["state"] == "finished", runs[0]
+    ids = [c["id"] for c in doc.get()["cells"]]
+    assert set(runs[0]["cells"]) <= set(ids)
+
+
+@asynctest
+async def test_a_run_for_a_kernel_without_a_notebook_session_is_a_clear_404(
+    jp_fetch: Any, live_notebook: Any
+) -> None:
+    await live_notebook()
+    code, body = await api(
+        jp_fetch,
+        "jupyter-analyst",
+        "runs",
+        method="POST",
+        body={"path": NB_PATH, "variable": "df", "kernel_id": "no-such-kernel"},
+    )
+    assert code == 404 and "no single notebook session runs kernel no-such-kernel" in body["message"]

@@ -58,6 +58,24 @@ async def session_kernel_id(serverapp: Any, path: str) -> str | None:
     return None
 
 
+async def kernel_notebook_path(serverapp: Any, kernel_id: str) -> str | None:
+    """The notebook whose session runs ``kernel_id`` now, or None.
+
+    jupyter_server updates a session's path when JupyterLab renames or moves the notebook,
+    while the kernel's ``JPY_SESSION_NAME`` keeps the name it started with, so the magic
+    names its kernel and the server, not the kernel, says which notebook that is. A kernel
+    shared by a console and a notebook belongs to the notebook.
+    """
+    sessions = await serverapp.session_manager.list_sessions()
+    paths = [
+        normalize_path(s.get("path") or "")
+        for s in sessions
+        if (s.get("kernel") or {}).get("id") == kernel_id
+    ]
+    notebooks = sorted(p for p in paths if p.endswith(".ipynb"))
+    return notebooks[0] if len(notebooks) == 1 else None
+
+
 def managed_executor(
     serverapp: Any,
     kernel_id: str,

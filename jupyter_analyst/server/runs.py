@@ -42,7 +42,13 @@ from ..models.select import PolicyChoice, PolicyHandle
 from ..notebook.writer import META_KEY, agent_metadata
 from ..session import RunSpec, Session
 from .journal import JournalRecord, RunJournal, read_journals
-from .kernelio import kernel_busy, managed_executor, normalize_path, session_kernel_id
+from .kernelio import (
+    kernel_busy,
+    kernel_notebook_path,
+    managed_executor,
+    normalize_path,
+    session_kernel_id,
+)
 from .live import LiveDocument, LiveSink
 from .policies import PolicyPool
 from .schema import ACTIVE_STATES, RunRequest, RunState, RunStatus
@@ -221,6 +227,15 @@ class RunManager:
         self.loop = loop = asyncio.get_running_loop()
         settings = self.settings
         path = normalize_path(req.path)
+        if req.kernel_id is not None:  # the magic: its kernel's session says where it is now
+            found = await kernel_notebook_path(self.serverapp, req.kernel_id)
+            if found is None:
+                raise ApiError(
+                    404,
+                    f"no single notebook session runs kernel {req.kernel_id} "
+                    "(run the magic in a notebook opened in JupyterLab)",
+                )
+            path = found
         cm = self.serverapp.contents_manager
         if not await maybe_await(cm.file_exists(path)):
             raise ApiError(404, f"notebook not found: {path}")

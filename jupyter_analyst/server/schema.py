@@ -80,6 +80,12 @@ class RunRequest(BaseModel):
         default=False,
         description="keep failed cells a later fix superseded (by default the run's end removes them)",
     )
+    kernel_id: str | None = Field(
+        default=None,
+        max_length=NAME_MAX_CHARS,
+        description="the asking kernel (the magic's): the run goes to the notebook whose session runs "
+        "it now, whatever `path` says (a kernel's own idea of its notebook goes stale on a rename)",
+    )
 
     @field_validator("variable")
     @classmethod
