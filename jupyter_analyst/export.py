@@ -88,12 +88,14 @@ def clean_html(html: Any) -> str:
     )
 
 
-def render_html(nb: Any) -> str:
-    """One self-contained, sanitized HTML page of notebook node ``nb`` (figures embedded)."""
+def render_html(nb: Any, title: str | None = None) -> str:
+    """One self-contained, sanitized HTML page of notebook node ``nb`` (figures embedded),
+    titled ``title``, else the notebook's ``metadata.title`` (nbconvert's default is "Notebook")."""
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(embed_images=True, sanitize_html=True, filters={"clean_html": clean_html})
-    body, _ = exporter.from_notebook_node(nb)
+    name = title or str(nb.get("metadata", {}).get("title") or "") or None
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": name}} if name else None)
     return str(body)
 
 
@@ -108,5 +110,5 @@ def export_html(notebook: Path, output: Path | None = None) -> Path:
     except Exception as exc:  # nbformat raises several unrelated types for a bad file
         raise InputError(f"cannot read {notebook} as a notebook: {type(exc).__name__}: {exc}") from None
     target = output or notebook.with_suffix(".html")
-    target.write_text(render_html(nb), encoding="utf-8")
+    target.write_text(render_html(nb, nb.metadata.get("title") or notebook.stem), encoding="utf-8")
     return target

@@ -259,8 +259,22 @@ async def test_full_run_in_live_notebook(
     nbformat.validate(report)
     assert report.cells[0].metadata[META_KEY]["role"] == "header"
     assert "body mass" in report.cells[0].source and "`df`" in report.cells[0].source
-    assert [c.id for c in report.cells[1:]] == final["cells"]
-    assert "<html" in (jp_root_dir / exported["html"]).read_text()
+    assert report.cells[0].source.startswith("# Analysis report:")  # not a second "Analysis of `df`"
+    # the user's cells that made `df` come first, so the report re-runs on its own
+    assert [c.cell_type for c in report.cells[1:4]] == ["markdown", "code", "code"]
+    assert [c.source for c in report.cells[2:4]] == [USER_CELLS[1]["source"], "number + 1"]
+    assert [c.id for c in report.cells[4:]] == final["cells"]
+    html = (jp_root_dir / exported["html"]).read_text()
+    assert "<title>Analysis report: analysis: How does body mass differ by species?</title>" in html
+    from nbclient import NotebookClient
+
+    rerun = nbformat.read(jp_root_dir / exported["ipynb"], as_version=4)
+    await NotebookClient(
+        rerun, timeout=120, resources={"metadata": {"path": str(jp_root_dir / "work dir")}}
+    ).async_execute()
+    assert not [
+        o for c in rerun.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
     _, runs = await api(jp_fetch, *RUNS, expect=200)
     assert [r["run_id"] for r in runs] == [run_id]
     # The policy started for the run is kept for the next one, and closed when the server stops.

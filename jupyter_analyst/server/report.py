@@ -47,15 +47,47 @@ async def current_notebook(serverapp: Any, path: str) -> dict[str, Any]:
     return cast(dict[str, Any], model["content"])
 
 
-def build_report(run: Run, content: dict[str, Any]) -> nbformat.NotebookNode:
-    """Header + the run's cells (outputs kept) as a new, valid notebook."""
+_OWN_LINES = ("%analyst", "%load_ext jupyter_analyst", "%reload_ext jupyter_analyst")
+
+
+def setup_cells(cells: list[Any], first_run_cell: int) -> list[Any]:
+    """Copies of the user's code cells above the run, without our magic lines.
+
+    The run analysed a variable those cells made (``df = pd.read_csv(...)``); without them
+    the report fails at its first cell with a NameError. Another run's cells and the
+    ``%analyst`` lines (re-running one would start a new analysis) are left out."""
+    found = []
+    for cell in cells[:first_run_cell]:
+        if cell.get("cell_type") != "code" or (cell.get("metadata", {}).get(META_KEY) or {}).get("run_id"):
+            continue
+        kept = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(_OWN_LINES)]
+        source = "\n".join(kept).strip("\n")
+        if source.strip():
+            copy = nbformat.v4.new_code_cell(source, metadata={META_KEY: {"role": "user-setup"}})
+            copy.outputs, copy.execution_count = cell.get("outputs", []), cell.get("execution_count")
+            found.append(copy)
+    return found
+
+
+def build_report(run: Run, content: dict[str, Any], runs_in_notebook: int = 1) -> nbformat.NotebookNode:
+    """Header, the user's cells that made the frame, then the run's cells (outputs kept), as a
+    new, valid notebook that re-runs top to bottom in a fresh kernel beside the original."""
     nb = nbformat.from_dict(content)
-    cells = [c for c in nb.cells if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id]
+    at = [
+        i
+        for i, c in enumerate(nb.cells)
+        if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id
+    ]
+    cells = [nb.cells[i] for i in at]
+    setup = setup_cells(list(nb.cells), at[0] if at else len(nb.cells))
     header = render_header(run.variable, run.question, run.facts or {}, run.policy, run.run_id)
-    header += (
-        f"\n\n*From the notebook {code_span(run.path)}; the DataFrame is the variable "
-        f"{code_span(run.variable)} of its kernel.*"
-    )
+    header = header.replace(
+        "# Analysis of", "# Analysis report:", 1
+    )  # the run's own first cell may say "Analysis of"
+    source = f"the notebook {code_span(run.path)}"
+    if runs_in_notebook > 1:
+        source += f" (this report holds one of its {runs_in_notebook} runs: `{run.run_id}`)"
+    header += f"\n\n*From {source}; the DataFrame is the variable {code_span(run.variable)} of its kernel.*"
     report = nbformat.v4.new_notebook()
     report.metadata.update({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
     report.metadata[META_KEY] = {
@@ -68,11 +100,20 @@ def build_report(run: Run, content: dict[str, Any]) -> nbformat.NotebookNode:
         "ended": run.ended,
         "stop_reason": run.stop_reason,
     }
+    title = posixpath.basename(run.path)[: -len(".ipynb")] or "notebook"
+    report.metadata["title"] = f"Analysis report: {title}" + (f": {run.question}" if run.question else "")
     report.cells.append(
         nbformat.v4.new_markdown_cell(
             header, metadata={META_KEY: {"run_id": run.run_id, "step": 0, "role": "header"}, "tags": [TAG]}
         )
     )
+    if setup:
+        note = (
+            f"## Setup\n\nThe cells of {code_span(run.path)} above the analysis, so this report "
+            "re-runs on its own."
+        )
+        report.cells.append(nbformat.v4.new_markdown_cell(note, metadata={META_KEY: {"role": "user-setup"}}))
+        report.cells.extend(setup)
     report.cells.extend(cells)
     nbformat.validate(report)
     return report
@@ -96,7 +137,10 @@ async def export_run(serverapp: Any, run: Run) -> ExportReply:
         content = await current_notebook(serverapp, run.path)
     except Exception as exc:
         raise ApiError(404, f"cannot read {run.path}: {exc}") from None
-    report = build_report(run, content)
+    runs = {(c.get("metadata", {}).get(META_KEY) or {}).get("run_id") for c in content.get("cells", [])} - {
+        None
+    }
+    report = build_report(run, content, max(1, len(runs)))
     ipynb = report_path(run.path)
     await maybe_await(
         serverapp.contents_manager.save({"type": "notebook", "format": "json", "content": report}, ipynb)
