@@ -147,9 +147,11 @@ export class StepRows {
             ? event.fixed_error
               ? 'fixed'
               : 'ok'
-            : (event.status as RowStatus);
+            : event.status === 'stopped'
+              ? 'interrupted'
+              : (event.status as RowStatus);
         row.seconds = event.duration;
-        if (event.status !== 'ok') {
+        if (event.status !== 'ok' && event.status !== 'stopped') {
           const error = [event.error_name, event.error_value]
             .filter(Boolean)
             .join(': ');

@@ -52,6 +52,8 @@ export interface IRunRequest {
   after_cell_id?: string | null;
   /** Keep failed cells a later fix superseded (by default the run's end removes them). */
   keep_failed_cells?: boolean;
+  /** The asking kernel (the magic's): the run goes to the notebook its session runs now. */
+  kernel_id?: string | null;
 }
 
 export type RunState =
@@ -128,7 +130,8 @@ export type CellRole =
   | 'conclusions'
   | 'note';
 
-export type CellStatus = 'ok' | 'error' | 'timeout' | 'dead';
+/** `stopped`: the user stopped the run while the cell ran (no error, no traceback kept). */
+export type CellStatus = 'ok' | 'error' | 'timeout' | 'dead' | 'stopped';
 
 // ---- websocket frames: runs/{id}/events --------------------------------------------------
 

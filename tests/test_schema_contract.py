@@ -317,6 +317,6 @@ def test_a_new_event_type_and_a_changed_literal_alias_are_reported(ts_text: str,
     problems = check(ts_text, mutated)
     assert problems == [
         "no interface in schema.ts has type: 'heartbeat' (a frame the server sends)",
-        "type CellStatus: schema.ts says 'dead' | 'error' | 'ok' | 'timeout', "
-        "Python says 'dead' | 'error' | 'ok' | 'skipped' | 'timeout'",
+        "type CellStatus: schema.ts says 'dead' | 'error' | 'ok' | 'stopped' | 'timeout', "
+        "Python says 'dead' | 'error' | 'ok' | 'skipped' | 'stopped' | 'timeout'",
     ]

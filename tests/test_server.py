@@ -333,8 +333,15 @@ async def test_stop_a_running_cell(
     cells = doc.get()["cells"]
     assert cells[-1]["metadata"][META_KEY]["role"] == "note" and "stopped" in cells[-1]["source"]
     assert user_cells_of(cells) == original_user_cells()
+    # a stop is not an error: the interrupted cell keeps no traceback, the run counts no error
+    loop_cell = next(c for c in cells if "range(600)" in str(c["source"]))
+    assert not [o for o in loop_cell["outputs"] if o["output_type"] == "error"], loop_cell["outputs"]
     frames = await events_of(jp_ws_fetch, run_id, timeout=120)
     assert frames[-1]["status"]["state"] == "stopped"
+    executed = [f for f in frames if f["type"] == "cell_executed"]
+    assert executed[-1]["status"] == "stopped" and not executed[-1]["error_name"]
+    finished = next(f for f in frames if f["type"] == "run_finished")
+    assert finished["errors"] == 0 and finished["reason"] == "stopped"
     # Interrupted, not restarted: the user's variables are still there.
     reply = await run_user_cell(jp_serverapp, kernel_id, "df.shape")
     assert reply["status"] == "ok" and "(344, 8)" in reply["outputs"][0]["data"]["text/plain"]

@@ -102,6 +102,21 @@ def test_a_stop_records_what_the_run_really_spent(shell: Any) -> None:
     assert sink.events[-1] == fin and isinstance(sink.events[-2], CellAdded)
 
 
+def test_a_cell_the_stop_interrupts_is_stopped_not_an_error(shell: Any) -> None:
+    """A stop is not an error: the interrupted cell keeps what it printed but no traceback,
+    the run counts no error to fix, and it ends at once with the stop note."""
+    sink = Recorder()
+    # an interrupt inside an agent cell stops the run (what Stop does to a running cell)
+    steps = [code("print(1)"), code("print('partial')\nraise KeyboardInterrupt"), code("print(3)")]
+    fin = session(shell, sink).run(ScriptedPolicy([*steps, final("x")])).finished
+    assert fin.reason is StopReason.STOPPED and (fin.steps, fin.errors, fin.errors_fixed) == (2, 0, 0)
+    executed = [e for e in sink.events if isinstance(e, CellExecuted)]
+    last = executed[-1].result
+    assert last.status == "stopped" and not last.error_name and not last.traceback
+    assert [o["output_type"] for o in last.outputs] == ["stream"] and "partial" in last.outputs[0]["text"]
+    assert sink.notes() == ["*Run ended without conclusions: the run was stopped at step 2.*"]
+
+
 def test_keyboard_interrupt_ends_the_run_as_stopped_with_its_tallies(shell: Any) -> None:
     sink = Recorder()
 

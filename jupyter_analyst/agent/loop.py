@@ -29,7 +29,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import BackendError
 from .grounding import Evidence, check_grounding, output_texts
@@ -82,6 +82,13 @@ DEFAULT_CONTEXT_CHARS = 14_000 * 4
 FULL_WINDOW_TOKENS = 16_384
 """The window the defaults above are sized for (the 9B profiles')."""
 KEEP_RECENT = 6
+
+
+def stopped_result(result: CellResult) -> CellResult:
+    """``result`` of a cell the run's stop interrupted: status ``stopped``, the interrupt's
+    traceback dropped, what the cell printed before it kept."""
+    kept = [o for o in result.outputs if o.get("output_type") != "error"]
+    return replace(result, status="stopped", outputs=kept, error_name="", error_value="", traceback=[])
 
 
 def context_sizes(context_tokens: int | None) -> tuple[int, int]:
@@ -308,6 +315,12 @@ class AgentLoop:
         else:
             yield CellAdded(step, cell_id, "code", value, "code")
             result = self.executor.execute(value, cell_id)
+            if result.status in ("error", "timeout") and self.should_stop():
+                # the stop interrupted it: no error to fix and no traceback to keep
+                result = stopped_result(result)
+                yield CellExecuted(step, cell_id, result, "stopped by the user", False)
+                self._tool_message(call, "stopped by the user")
+                return StopReason.STOPPED, None, ""
             text = observe(result, self.observation_limit)
             self._record(names)
             self._checker.ran(verdict)

@@ -76,7 +76,8 @@ class Policy(Protocol):
     def __call__(self, messages: list[Message], tools: list[ToolSpec]) -> AssistantTurn: ...
 
 
-CellStatus = Literal["ok", "error", "timeout", "dead"]
+CellStatus = Literal["ok", "error", "timeout", "dead", "stopped"]
+"""``stopped``: the user stopped the run while the cell ran; no error, no traceback kept."""
 
 
 @dataclass

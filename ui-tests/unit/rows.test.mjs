@@ -90,3 +90,12 @@ test('thinking rows are dropped and running cells end as stopped', () => {
   assert.equal(rows.get('cell-a1').status, 'interrupted');
   assert.equal(rows.rows.length, 1);
 });
+
+test('a cell the stop interrupted is shown as stopped, not as an error', () => {
+  const rows = new StepRows();
+  rows.apply(added('s1', 'import time; time.sleep(60)'));
+  rows.apply(executed('s1', 'stopped', { error_name: '', error_value: '' }));
+  assert.equal(rows.get('cell-s1').status, 'interrupted');
+  assert.equal(STATUS_TEXT[rows.get('cell-s1').status], 'stopped');
+  assert.equal(rows.get('cell-s1').detail.includes('Error'), false);
+});
