@@ -801,3 +801,27 @@ def test_rename_touches_names_only() -> None:
         rename("f = lambda p: p + 1", {"p": "p_2"})
     with pytest.raises(ValueError, match="import"):
         rename("import os", {"os": "os_2"})
+
+
+def test_conclusions_are_titled_answer_only_when_something_answers_the_question() -> None:
+    from jupyter_analyst.models.baseline_answer import conclusions
+
+    common = dict(
+        name="rule-based baseline analyst",
+        var="df",
+        out={},
+        failures={},
+        target=None,
+        group=None,
+        group2=None,
+        sampled=False,
+        group_first=False,
+        time_first=False,
+    )
+    unanswered = conclusions(question="Why do customers leave?", **common)  # type: ignore[arg-type]
+    assert "### What the checks found" in unanswered and "### Answer" not in unanswered
+    led = conclusions(question="Why do customers leave?", lead=["Churn is 26.5%."], **common)  # type: ignore[arg-type]
+    assert "### Answer\n\nChurn is 26.5%." in led
+    asked = conclusions(question="What share churned?", answered=True, **common)  # type: ignore[arg-type]
+    assert "### Answer" in asked
+    assert "### Summary" in conclusions(question="", **common)  # type: ignore[arg-type]

@@ -425,6 +425,7 @@ def _answer(task: Task, state: State, roles: Roles | None, steps: list[Step]) ->
         group_first=bool(g and mentions(task.question, [g]) and not (t and mentions(task.question, [t]))),
         time_first=bool(_TIME_WORDS.search(task.question)),
         lead=asked.answer(roles.focus, roles.q_measures, state.output) if roles else [],
+        answered=bool(values),
     )
     if values:  # the asked @name[value] lines lead the answer, copied from the cell's output
         text = text.replace("### Answer\n\n", "### Answer\n\n" + "\n".join(values) + "\n\n", 1)

@@ -48,12 +48,16 @@ def conclusions(
     group_first: bool,
     time_first: bool,
     lead: list[str] | None = None,
+    answered: bool = False,
 ) -> str:
     """The final answer: markdown built only from lines the cells printed (quoted verbatim).
 
     ``out`` maps step keys to the observations of cells that ran; ``failures`` maps step
     titles to their error line, reported instead of numbers; ``lead`` holds the sentences
-    that answer the question by the columns and groups it names, which come first.
+    that answer the question by the columns and groups it names, which come first;
+    ``answered``: the asked ``@name[value]`` lines will lead. The section is titled "Answer"
+    only when something leads that addresses the question (those, ``lead``, or the group or
+    trend sentence the question asks about); otherwise it says it is what the checks found.
     """
     num = r"(-?[\d.]+(?:e[-+]?\d+)?|-?inf)"
     head = [
@@ -145,6 +149,7 @@ def conclusions(
             )
             by_group = f"By {code(g)}, the mean {code(t)} is {detail}."
             summary.insert(0 if group_first else len(summary), by_group)
+            answered = answered or group_first
             findings.append(f"**Mean {code(t)} by {code(g)}:** {detail}.")
     m = find_line(out.get("cross", ""), r"^Most frequent combination: (.+) \((\d+) rows\)$")
     if m:
@@ -172,6 +177,7 @@ def conclusions(
         peak = find_line(trend, rf"^Peak of .+: {num} \((.+)\)$")
         sentence += f"; its peak was {peak[1]} ({esc(peak[2])})." if peak else "."
         summary.insert(0 if time_first else len(summary), sentence)
+        answered = answered or time_first
         findings.append("**Trend:** " + sentence)
     for key in ("ecdf", "pareto", "positions", "textlen"):
         m = find_line(
@@ -181,7 +187,9 @@ def conclusions(
         if m:
             findings.append(esc(m[1]) + ".")
 
-    parts = head + ["", "### Answer" if question else "### Summary", ""]
+    title = "### Answer" if answered or lead else "### What the checks found"
+    title = title if question else "### Summary"
+    parts = head + ["", title, ""]
     if lead:
         parts += [line for sentence in lead for line in (sentence, "")]
         parts.append("More broadly: " + " ".join(summary) if summary else "")
