@@ -32,12 +32,10 @@ const CATEGORY = 'Analyst';
 
 function readSettings(settings: ISettingRegistry.ISettings): IAnalystSettings {
   const profile = settings.get('profile').composite;
-  const baseUrl = settings.get('baseUrl').composite;
   const maxSteps = settings.get('maxSteps').composite;
   const keepFailedCells = settings.get('keepFailedCells').composite;
   return {
     profile: typeof profile === 'string' ? profile : DEFAULT_SETTINGS.profile,
-    baseUrl: typeof baseUrl === 'string' ? baseUrl : DEFAULT_SETTINGS.baseUrl,
     maxSteps:
       typeof maxSteps === 'number' && maxSteps >= 0 && maxSteps <= 200
         ? Math.floor(maxSteps)

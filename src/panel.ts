@@ -41,8 +41,6 @@ import { StepList } from './steps';
 export interface IAnalystSettings {
   /** Model profile for new runs; '' lets the server pick its default. */
   profile: string;
-  /** OpenAI-compatible model server URL (not part of the run request). */
-  baseUrl: string;
   /** Step budget of new runs; 0 lets the server pick. */
   maxSteps: number;
   /** Keep failed cells a later fix superseded (by default a run's end removes them). */
@@ -51,7 +49,6 @@ export interface IAnalystSettings {
 
 export const DEFAULT_SETTINGS: IAnalystSettings = {
   profile: '',
-  baseUrl: '',
   maxSteps: 40,
   keepFailedCells: false
 };

@@ -294,7 +294,7 @@ test.describe('Analyst sidebar', () => {
       );
       return Object.keys(settings.schema.properties ?? {}).sort();
     });
-    expect(schema).toEqual(['baseUrl', 'keepFailedCells', 'maxSteps', 'profile']);
+    expect(schema).toEqual(['keepFailedCells', 'maxSteps', 'profile']);
     await page.keyboard.press('Control+Shift+C');
     await page.locator('.lm-CommandPalette-input').fill('Analyst');
     await expect(page.locator('.lm-CommandPalette-item', { hasText: 'Open the Analyst Sidebar' })).toBeVisible();
