@@ -50,6 +50,8 @@ class Preset:
 
     pool_datasets: int = 8
     collect_limit: int | None = None
+    collect_tasks: tuple[str, ...] = ()
+    """Task globs of the pool (e.g. ``*-drivers *-mean``: two questions per table, so more tables)."""
     collect_steps: int = 30
     teacher_errors: float = 0.2
     keep: str = "passed"
@@ -268,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="pool tables, teacher errors, eval tasks")
     parser.add_argument("--quiet", action="store_true", help="only the stage lines")
     parser.add_argument("--pool-datasets", type=int, help="training-pool tables the teacher analyses")
+    parser.add_argument(
+        "--collect-tasks", nargs="+", metavar="GLOB", help="pool task globs for the teacher (default: all)"
+    )
     parser.add_argument("--train-minutes", type=float, help="training time box")
     parser.add_argument("--eval-tasks", type=int, help="held-out tasks per evaluation row")
     parser.add_argument("--eval-steps", type=int, help="model turns per held-out task")
@@ -283,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = replace(preset, **{k: v for k, v in chosen.items() if v is not None})
     if args.rows:
         preset = replace(preset, rows=tuple(args.rows))
+    if args.collect_tasks:
+        preset = replace(preset, collect_tasks=tuple(args.collect_tasks))
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     tuned_rows = [r for r in preset.rows if r.startswith("tuned")]
@@ -296,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     collect += ["--context-tokens", str(preset.context)]
     collect += [] if preset.rerun else ["--no-rerun"]
     collect += ["--limit", str(preset.collect_limit)] if preset.collect_limit else []
+    collect += ["--tasks", *preset.collect_tasks] if preset.collect_tasks else []
     stages.run("collect", collect, out / "logs" / "collect.done")
     (out / "logs" / "collect.done").touch()
 

