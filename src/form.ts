@@ -35,7 +35,7 @@ export class RunForm extends Panel {
     this._question.className = 'jp-Analyst-questionInput jp-mod-styled';
     this._question.rows = 3;
     this._question.placeholder =
-      'e.g. What explains body mass? Leave empty for a general analysis.';
+      'What do you want to find out? Leave empty for a general analysis.';
     this._question.setAttribute('data-testid', 'analyst-question');
     this._question.addEventListener('keydown', (event: KeyboardEvent) => {
       if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
@@ -75,6 +75,11 @@ export class RunForm extends Panel {
 
   get question(): string {
     return this._question.value;
+  }
+
+  /** Each notebook has its own question; the panel swaps it when the notebook changes. */
+  set question(text: string) {
+    this._question.value = text;
   }
 
   /** Let the stop button answer again (after a failed stop request). */

@@ -311,11 +311,13 @@ export class AnalystPanel extends Panel {
   private _setNotebook(panel: NotebookPanel | null): void {
     const old = this._notebook;
     if (old) {
+      this._questions.set(old, this._form.question);
       old.sessionContext.kernelChanged.disconnect(this._onKernelChanged, this);
       old.sessionContext.statusChanged.disconnect(this._onKernelStatus, this);
       old.disposed.disconnect(this._onNotebookDisposed, this);
     }
     this._notebook = panel;
+    this._form.question = (panel && this._questions.get(panel)) ?? '';
     this._unfollow();
     this._notice.clear();
     this._form.picker.setFrames([]);
@@ -527,6 +529,9 @@ export class AnalystPanel extends Panel {
       status.question === undefined && previous?.run_id === status.run_id
         ? { ...status, question: previous.question }
         : status;
+    if (isActive(status.state) && previous?.run_id !== status.run_id && this._run.question) {
+      this._form.question = this._run.question; // reattached (a reload): the run's own question
+    }
     if (!isActive(status.state) && (previous?.state !== status.state || this._conclusions.isHidden)) {
       void this._showOutcome(endedHere);
       if (endedHere) {
@@ -668,6 +673,8 @@ export class AnalystPanel extends Panel {
   private _settings: IAnalystSettings;
 
   private _notebook: NotebookPanel | null = null;
+  /** The question typed for each notebook (the box is one, the notebooks many). */
+  private _questions = new WeakMap<NotebookPanel, string>();
   private _run: IRunStatus | null = null;
   private _finished: IRunFinishedEvent | null = null;
   private _follower: RunFollower | null = null;

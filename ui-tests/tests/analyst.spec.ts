@@ -231,6 +231,11 @@ test.describe('Analyst sidebar', () => {
     expect(agentCells(saved).some((c: any) => c.metadata.jupyter_analyst.role === 'conclusions')).toBe(
       false
     );
+    // a stop is not an error: no red step, no traceback left in the notebook
+    await expect(page.locator(`${PANEL} .jp-Analyst-step[data-status="error"]`)).toHaveCount(0);
+    expect(
+      agentCells(saved).some((c: any) => (c.outputs || []).some((o: any) => o.output_type === 'error'))
+    ).toBe(false);
     validateOnDisk(notebook);
 
     // the analyze button is back for the next run
@@ -258,6 +263,25 @@ test.describe('Analyst sidebar', () => {
     await expect(conclusions).toContainText('No conclusions');
     await expect(conclusions).toContainText('step budget used up');
     await shot(page, testInfo, 'budget');
+  });
+
+  test('keeps a question per notebook', async ({ page, tmpPath }) => {
+    await openPenguins(page, tmpPath, 'first.ipynb');
+    const second = `${tmpPath}/second.ipynb`; // beside the first, on the same data
+    expect(await page.contents.uploadContent(penguinsNotebook(), 'text', second)).toBe(true);
+    expect(await page.notebook.openByPath(second)).toBe(true);
+    await page.notebook.activate('second.ipynb');
+    await openSidebar(page);
+    const box = page.locator(`${PANEL} [data-testid="analyst-question"]`);
+    await expect(box).toHaveAttribute('placeholder', /What do you want to find out/);
+    await box.fill('Which island has the heaviest penguins?');
+    await page.notebook.activate('first.ipynb');
+    await expect(box).toHaveValue('');
+    await box.fill('How does flipper length vary?');
+    await page.notebook.activate('second.ipynb');
+    await expect(box).toHaveValue('Which island has the heaviest penguins?');
+    await page.notebook.activate('first.ipynb');
+    await expect(box).toHaveValue('How does flipper length vary?');
   });
 
   test('shows API errors as readable messages', async ({ page, tmpPath }, testInfo) => {
