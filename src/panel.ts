@@ -277,6 +277,9 @@ export class AnalystPanel extends Panel {
     } catch {
       // the cell is selected even when the scroll could not be animated
     }
+    // select the cell, don't edit it (scrollToCell activates the cell, which focuses its
+    // editor): stray typing must not change the analyst's cell
+    notebook.mode = 'command';
   }
 
   dispose(): void {

@@ -156,7 +156,11 @@ test.describe('Analyst sidebar', () => {
     await expect(page.locator(`${PANEL} .jp-Analyst-step[data-status="running"]`)).toHaveCount(0);
     await shot(page, testInfo, 'finished');
 
-    // clicking a step selects its cell in the notebook
+    // clicking a step selects its cell in the notebook, in command mode (even when the
+    // user was editing a cell): stray typing must not edit the analyst's cell
+    await page.evaluate(() => {
+      (window as any).jupyterapp.shell.currentWidget.content.mode = 'edit';
+    });
     const target = steps.nth(3);
     const cellId = await target.getAttribute('data-cell-id');
     await target.click();
@@ -164,10 +168,10 @@ test.describe('Analyst sidebar', () => {
       .poll(async () =>
         page.evaluate(() => {
           const widget = (window as any).jupyterapp.shell.currentWidget;
-          return widget?.content?.activeCell?.model?.id ?? null;
+          return `${widget?.content?.activeCell?.model?.id ?? null} ${widget?.content?.mode}`;
         })
       )
-      .toBe(cellId);
+      .toBe(`${cellId} command`);
 
     // export: the report's paths are shown and the files exist
     await page.locator(`${PANEL} [data-testid="analyst-export"]`).click();
