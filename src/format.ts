@@ -20,7 +20,8 @@ function nonEmptyLines(source: string): string[] {
 
 /**
  * What a cell does, in one short line: the first heading of a markdown cell (else its first
- * line), the first line of a code cell.
+ * line); for a code cell its leading comment, else what its calls do (`codeAction`), else
+ * its first line.
  */
 export function summarizeCell(
   source: string | null | undefined,
@@ -39,7 +40,52 @@ export function summarizeCell(
     const heading = lines.find(l => /^#{1,6}\s/.test(l));
     return clip(stripHeading(heading ?? lines[0]));
   }
-  return clip(lines[0]);
+  const comment = lines[0].match(/^#+\s*(.+)$/);
+  if (comment) {
+    return clip(comment[1]);
+  }
+  return clip(codeAction(lines) ?? lines[0]);
+}
+
+/** Figure plumbing and styling: not what a chart cell draws. */
+const SETUP_CALLS = new Set([
+  'subplots', 'figure', 'show', 'tight_layout', 'title', 'xlabel', 'ylabel', 'xticks', 'yticks',
+  'legend', 'close', 'savefig', 'suptitle', 'set_theme', 'set_style', 'set_palette', 'despine'
+]);
+
+/** Calls that say what a cell is for, first match wins (plots before the data they draw). */
+const ACTIONS: [RegExp, string][] = [
+  [/\.plot(\.\w+)?\(/, 'Chart'],
+  [/\bread_(csv|parquet|excel|json|table)\(/, 'Load the data'],
+  [/\.groupby\(|\.pivot_table\(|\bpd\.crosstab\(/, 'Compare groups'],
+  [/\.corr\(/, 'Correlations'],
+  [/\.(isna|isnull|notna)\(\)|\.dropna\(|\.fillna\(/, 'Missing values'],
+  [/\bpd\.to_datetime\(|\.dt\./, 'Dates'],
+  [/\.value_counts\(/, 'Value counts'],
+  [/\.describe\(|\.(mean|median|std|quantile)\(/, 'Summary statistics'],
+  [/\.dtypes\b|\.info\(|\.shape\b|\.head\(/, 'First look at the data']
+];
+
+/**
+ * What a code cell does, from its calls: "Chart: histplot", "Compare groups"; null when no
+ * call says (then its first line stands). Step labels read better than `target = 'x'`.
+ */
+export function codeAction(lines: string[]): string | null {
+  const code = lines.filter(line => !line.startsWith('#')).join('\n');
+  for (const m of code.matchAll(/\b(?:sns|plt)\.(\w+)\(/g)) {
+    if (!SETUP_CALLS.has(m[1])) {
+      return `Chart: ${m[1]}`;
+    }
+  }
+  for (const [pattern, label] of ACTIONS) {
+    if (pattern.test(code)) {
+      return label;
+    }
+  }
+  if (lines.every(line => /^(import|from)\s/.test(line))) {
+    return 'Imports';
+  }
+  return null;
 }
 
 function stripHeading(line: string): string {

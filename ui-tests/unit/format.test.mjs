@@ -19,8 +19,14 @@ test('a markdown cell is summarised by its first heading', () => {
   assert.equal(summarizeCell('## `body_mass_g` by `species`', 'markdown'), 'body_mass_g by species');
 });
 
-test('a code cell is summarised by its first line, clipped', () => {
-  assert.equal(summarizeCell('\n  df.describe()\nprint(1)', 'code'), 'df.describe()');
+test('a code cell is summarised by what it does, else its first line, clipped', () => {
+  assert.equal(summarizeCell('\n  df.describe()\nprint(1)', 'code'), 'Summary statistics');
+  assert.equal(summarizeCell("# Missing values per column\ndf.isna().sum()", 'code'), 'Missing values per column');
+  const chart = "target = 'unit_price'\nfig, ax = plt.subplots(figsize=(8, 5))\nsns.histplot(df[target], ax=ax)";
+  assert.equal(summarizeCell(chart, 'code'), 'Chart: histplot');
+  assert.equal(summarizeCell("target = 'unit_price'\ndf.groupby('region')[target].mean()", 'code'), 'Compare groups');
+  assert.equal(summarizeCell('import numpy as np\nimport seaborn as sns', 'code'), 'Imports');
+  assert.equal(summarizeCell('x = 1 + 2', 'code'), 'x = 1 + 2');
   const long = 'x = ' + 'a'.repeat(200);
   const summary = summarizeCell(long, 'code');
   assert.ok(summary.length <= 90 && summary.endsWith('…'));
