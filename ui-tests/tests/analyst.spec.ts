@@ -113,6 +113,23 @@ function validateOnDisk(notebook: string): void {
   ]);
 }
 
+/** WCAG contrast ratio of an element's text colour on its background colour. */
+async function contrast(page: IJupyterLabPageFixture, selector: string): Promise<number> {
+  return page.locator(selector).evaluate((node: Element) => {
+    const style = getComputedStyle(node);
+    const rgb = (value: string) => (value.match(/[\d.]+/g) || []).slice(0, 3).map(Number);
+    const luminance = (value: string) => {
+      const [r, g, b] = rgb(value).map(c => {
+        const v = c / 255;
+        return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+      });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const [a, b] = [luminance(style.color), luminance(style.backgroundColor)];
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  });
+}
+
 test.describe('Analyst sidebar', () => {
   test('shows an empty state without a notebook', async ({ page }, testInfo) => {
     await openSidebar(page);
@@ -301,6 +318,13 @@ test.describe('Analyst sidebar', () => {
     await expect(error).toContainText('no_such_frame');
     await expect(error).not.toContainText('Traceback');
     await shot(page, testInfo, 'error');
+    // readable in both themes: WCAG contrast of the banner's text on its background
+    expect(await contrast(page, `${PANEL} [data-testid="analyst-error"]`)).toBeGreaterThan(4.5);
+    await page.theme.setDarkTheme();
+    await expect(page.locator('body')).toHaveAttribute('data-jp-theme-light', 'false');
+    await expect(error).toBeVisible();
+    expect(await contrast(page, `${PANEL} [data-testid="analyst-error"]`)).toBeGreaterThan(4.5);
+    await shot(page, testInfo, 'error-dark-theme');
   });
 
   test('registers its commands in the palette', async ({ page }) => {
