@@ -7,8 +7,9 @@ use (100 to 50,000 rows, a numeric measure and a categorical grouping, plain col
 and leaves out every suite dataset: by package and item, by item name in any package (the
 same table under another package's name, ``tips`` or ``Titanic``), by shape (rows and
 columns equal to a suite table's), and by a variant's name (``economics_long``, the suite's
-``economics`` reshaped; dropped after the seeded shuffle, so a seed's other picks stay). Tables are written as CSV by ``eval.datasets.materialize``
-(one cache, one reader for the analyst and the reference answers).
+``economics`` reshaped; dropped after the seeded shuffle, so a seed's other picks stay).
+Tables are written as CSV by ``eval.datasets.materialize`` (one cache, one reader for the
+analyst and the reference answers).
 """
 
 from __future__ import annotations
