@@ -107,15 +107,21 @@ class RunOutcome:
 
 
 def render_header(
-    subject: str, question: str | None, facts: dict[str, Any], analyst: str, run_id: str
+    subject: str,
+    question: str | None,
+    facts: dict[str, Any],
+    analyst: str,
+    run_id: str,
+    title: str = "Analysis of",
 ) -> str:
-    """The markdown header of a notebook the analyst writes from scratch (or a report); the
+    """The markdown header of a notebook the analyst writes from scratch (or a report,
+    ``title`` "Analysis report:", as the run's own first cell may say "Analysis of"); the
     file name, the question and the analyst's label are shown literally, never as markup."""
     when = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M")
     asked = escape_markdown(question) if question and question.strip() else "general exploration"
     shape = f"{facts.get('rows', '?')} rows x {facts.get('cols', '?')} columns"
     lines = [
-        f"# Analysis of {code_span(subject)}",
+        f"# {title} {code_span(subject)}",
         "",
         f"**Question:** {asked}",
         "",

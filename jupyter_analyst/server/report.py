@@ -50,6 +50,12 @@ async def current_notebook(serverapp: Any, path: str) -> dict[str, Any]:
 _OWN_LINES = ("%analyst", "%load_ext jupyter_analyst", "%reload_ext jupyter_analyst")
 
 
+def cell_run_id(cell: Any) -> str | None:
+    """The run that wrote ``cell`` (its ``metadata.jupyter_analyst.run_id``), None for the user's."""
+    run_id = (cell.get("metadata", {}).get(META_KEY) or {}).get("run_id")
+    return str(run_id) if run_id else None
+
+
 def setup_cells(cells: list[Any], first_run_cell: int) -> list[Any]:
     """Copies of the user's code cells above the run, without our magic lines.
 
@@ -58,12 +64,12 @@ def setup_cells(cells: list[Any], first_run_cell: int) -> list[Any]:
     ``%analyst`` lines (re-running one would start a new analysis) are left out."""
     found = []
     for cell in cells[:first_run_cell]:
-        if cell.get("cell_type") != "code" or (cell.get("metadata", {}).get(META_KEY) or {}).get("run_id"):
+        if cell.get("cell_type") != "code" or cell_run_id(cell):
             continue
         kept = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(_OWN_LINES)]
         source = "\n".join(kept).strip("\n")
         if source.strip():
-            copy = nbformat.v4.new_code_cell(source, metadata={META_KEY: {"role": "user-setup"}})
+            copy = nbformat.v4.new_code_cell(source)  # still the user's cell: none of our metadata
             copy.outputs, copy.execution_count = cell.get("outputs", []), cell.get("execution_count")
             found.append(copy)
     return found
@@ -73,17 +79,12 @@ def build_report(run: Run, content: dict[str, Any], runs_in_notebook: int = 1) -
     """Header, the user's cells that made the frame, then the run's cells (outputs kept), as a
     new, valid notebook that re-runs top to bottom in a fresh kernel beside the original."""
     nb = nbformat.from_dict(content)
-    at = [
-        i
-        for i, c in enumerate(nb.cells)
-        if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id
-    ]
+    at = [i for i, c in enumerate(nb.cells) if cell_run_id(c) == run.run_id]
     cells = [nb.cells[i] for i in at]
     setup = setup_cells(list(nb.cells), at[0] if at else len(nb.cells))
-    header = render_header(run.variable, run.question, run.facts or {}, run.policy, run.run_id)
-    header = header.replace(
-        "# Analysis of", "# Analysis report:", 1
-    )  # the run's own first cell may say "Analysis of"
+    header = render_header(
+        run.variable, run.question, run.facts or {}, run.policy, run.run_id, title="Analysis report:"
+    )
     source = f"the notebook {code_span(run.path)}"
     if runs_in_notebook > 1:
         source += f" (this report holds one of its {runs_in_notebook} runs: `{run.run_id}`)"
@@ -137,9 +138,7 @@ async def export_run(serverapp: Any, run: Run) -> ExportReply:
         content = await current_notebook(serverapp, run.path)
     except Exception as exc:
         raise ApiError(404, f"cannot read {run.path}: {exc}") from None
-    runs = {(c.get("metadata", {}).get(META_KEY) or {}).get("run_id") for c in content.get("cells", [])} - {
-        None
-    }
+    runs = {cell_run_id(c) for c in content.get("cells", [])} - {None}
     report = build_report(run, content, max(1, len(runs)))
     ipynb = report_path(run.path)
     await maybe_await(
