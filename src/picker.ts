@@ -115,7 +115,7 @@ export class DataFramePicker extends Widget {
       this._details.title = '';
       return;
     }
-    const memory = formatBytes(frame.memory_bytes);
+    const memory = frame.memory_bytes > 0 ? formatBytes(frame.memory_bytes) : ''; // 0: not measured
     const shape = `${frame.shape[0].toLocaleString('en-US')} rows × ${frame.shape[1]} columns`;
     this._details.textContent = memory ? `${shape} · ${memory}` : shape;
     this._details.title = frame.columns.join(', ');

@@ -21,6 +21,8 @@ export interface IDataFramesReply {
   path: string;
   kernel_id: string;
   dataframes: IDataFrameInfo[];
+  /** The analyst's active run on this kernel: the list holds only the frame it analyses. */
+  run_id?: string | null;
 }
 
 export type ProfileKind = 'embedded' | 'openai' | 'baseline';

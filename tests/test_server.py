@@ -285,6 +285,40 @@ async def test_full_run_in_live_notebook(
 
 
 @asynctest
+async def test_dataframes_during_a_run_list_the_runs_frame_without_blaming_the_kernel(
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    analyst_app: Any,
+    live_notebook: Any,
+    tmp_path: Path,
+) -> None:
+    """After a reload mid-run the sidebar lists frames while the kernel is busy with the
+    analyst's own cell: the reply names the run and its frame, not "the kernel is busy"."""
+    await live_notebook()
+    script = tmp_path / "slow.json"
+    script.write_text(json.dumps([{"code": "import time\ntime.sleep(30)"}, {"final_answer": "done"}]))
+    analyst_app.replay = str(script)
+    _, status = await api(
+        jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
+    )
+    run_id = status["run_id"]
+    doc = await ydoc(jp_serverapp)
+    deadline = time.monotonic() + 120
+    while not any(c.get("execution_state") == "running" for c in doc.ycells):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    _, reply = await api(jp_fetch, "jupyter-analyst", "dataframes", params={"path": NB_PATH}, expect=200)
+    assert reply["run_id"] == run_id
+    assert [(f["name"], f["shape"]) for f in reply["dataframes"]] == [("df", [344, 8])]
+    assert reply["dataframes"][0]["columns"][0] == "species"
+    await api(jp_fetch, *RUNS, run_id, "stop", method="POST", expect=202)
+    await wait_run(jp_fetch, run_id)
+    # ended: the kernel is asked again, and the user's frames are all there
+    _, reply = await api(jp_fetch, "jupyter-analyst", "dataframes", params={"path": NB_PATH}, expect=200)
+    assert reply["run_id"] is None and "empty" in {f["name"] for f in reply["dataframes"]}
+
+
+@asynctest
 async def test_stop_a_running_cell(
     jp_fetch: Any,
     jp_ws_fetch: Any,

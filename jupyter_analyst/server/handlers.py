@@ -111,7 +111,8 @@ class DataFramesHandler(_Base):
         Status: 200 DataFramesReply; 400 no ``path``; 401/403 not authenticated/authorized
         (403 also without ``execute`` on ``kernels``); 404 no running kernel for the
         notebook; 409 the kernel stayed busy (it is running a cell; try again when it is
-        idle); 500 the helper code failed.
+        idle); 500 the helper code failed. While an analyst run is active on the kernel the
+        reply holds only that run's frame and its ``run_id``.
         """
         await require(self, "Listing DataFrames", RUN_CODE)
         path = normalize_path(self.get_query_argument("path", "") or "")
@@ -120,6 +121,12 @@ class DataFramesHandler(_Base):
         kernel_id = await session_kernel_id(self.serverapp, path)
         if kernel_id is None:
             raise _error(404, f"no running kernel for {path}")
+        run = self.manager.active_on_kernel(kernel_id)
+        if run is not None:  # busy with the analyst's own cells: not the user's to wait for
+            self.reply(
+                DataFramesReply(path=path, kernel_id=kernel_id, dataframes=run_frames(run), run_id=run.run_id)
+            )
+            return
         kernel_manager = self.settings["kernel_manager"]
         if kernel_busy(kernel_manager, kernel_id):
             raise _error(409, f"the kernel of {path} is busy running a cell; try again when it is idle")
@@ -143,6 +150,19 @@ class DataFramesHandler(_Base):
         line = next((x for x in reversed(out.splitlines()) if x.startswith("[")), "[]")
         frames = [DataFrameInfo(**item) for item in json.loads(line)]
         self.reply(DataFramesReply(path=path, kernel_id=kernel_id, dataframes=frames))
+
+
+def run_frames(run: Any) -> list[DataFrameInfo]:
+    """The frame an active run analyses, as its facts describe it (none before they're read)."""
+    facts = run.facts or {}
+    if "rows" not in facts:
+        return []
+    columns = [str(c.get("name", "")) for c in facts.get("columns") or []][:50]
+    return [
+        DataFrameInfo(
+            name=run.variable, shape=(facts["rows"], facts["cols"]), columns=columns, memory_bytes=0
+        )
+    ]
 
 
 class ProfilesHandler(_Base):

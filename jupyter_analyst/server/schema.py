@@ -41,6 +41,11 @@ class DataFramesReply(BaseModel):
     path: str
     kernel_id: str
     dataframes: list[DataFrameInfo]
+    run_id: str | None = Field(
+        default=None,
+        description="the analyst's active run on this kernel: the kernel is busy with it, so the "
+        "list holds only the frame that run analyses (from its facts, no kernel round trip)",
+    )
 
 
 class ProfileInfo(BaseModel):
