@@ -165,7 +165,13 @@ async def test_dataframes_profiles_and_refusals(
         ({"path": "no kernel.ipynb", "variable": "df"}, 404),
         ({"path": NB_PATH, "variable": "nope"}, 404),
     ]
+    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     for body, status in refusals:
+        # the previous check's silent cell may still show the kernel busy on a loaded machine,
+        # and a busy kernel is checked later, by the run: wait as a person would
+        deadline = time.monotonic() + 30
+        while km.execution_state != "idle" and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         code, error = await api(jp_fetch, *RUNS, method="POST", body=body)
         assert code == status, (body, code, error)
         assert error["message"] and "reason" in error
