@@ -24,7 +24,12 @@ export class RunBar extends Widget {
       this.hide();
       return;
     }
-    const parts = [stateLabel(run.state), `step ${run.step}/${run.max_steps}`];
+    const parts = [stateLabel(run.state)];
+    parts.push(
+      run.waiting && run.state === 'starting'
+        ? `${run.waiting} (Stop cancels the run)`
+        : `step ${run.step}/${run.max_steps}`
+    );
     parts.push(`${run.variable}${run.question ? ` — “${run.question}”` : ''}`);
     if (run.policy) {
       parts.push(run.policy);

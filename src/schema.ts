@@ -100,6 +100,8 @@ export interface IRunStatus {
   error: string | null;
   /** Ids of the agent's cells in the notebook document. */
   cells: string[];
+  /** Why a starting run has not begun (the user's cell still runs); Stop cancels it. */
+  waiting?: string | null;
 }
 
 /** POST runs/{id}/export: API paths of the written report. */

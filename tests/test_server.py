@@ -555,10 +555,12 @@ async def test_stop_of_a_run_waiting_for_the_users_cell_never_interrupts_it(
         jp_fetch, *RUNS, method="POST", expect=201, body={"path": NB_PATH, "variable": "df"}
     )
     assert status["state"] == "starting"  # the busy kernel is checked when the run starts
+    assert status["waiting"] == "waiting for your running cell to finish"  # not a silent step 0
     await asyncio.sleep(0.5)  # the run's thread is now waiting for the kernel
     await api(jp_fetch, *RUNS, status["run_id"], "stop", method="POST", expect=202)
     final = await wait_run(jp_fetch, status["run_id"])
     assert final["state"] == "stopped" and final["stop_reason"] == "stopped", final
+    assert final["waiting"] is None
     assert interrupts == []
     await assert_user_cell_finished_normally(jp_serverapp, kernel_id, user, flag)
     assert interrupts == []

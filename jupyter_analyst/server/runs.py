@@ -54,6 +54,7 @@ from .policies import PolicyPool
 from .schema import ACTIVE_STATES, RunRequest, RunState, RunStatus
 
 T = TypeVar("T")
+WAITING_FOR_CELL = "waiting for your running cell to finish"
 
 
 class ApiError(Exception):
@@ -106,6 +107,8 @@ class Run:
     stop_reason: str | None = None
     answer: str | None = None
     error: str | None = None
+    waiting: str | None = None
+    """Why the run has not begun yet; shown only while it is ``starting``."""
     frames: list[str] = field(default_factory=list)
     compacted: bool = False
     """True once ``compact`` dropped the step-by-step frames."""
@@ -150,6 +153,7 @@ class Run:
             answer=self.answer,
             error=self.error,
             cells=self.cells,
+            waiting=self.waiting if self.state == "starting" else None,
         )
 
     def emit(self, frame: dict[str, Any]) -> None:
@@ -296,12 +300,14 @@ class RunManager:
         )
         self.runs[run.run_id] = run  # reserved now: a second POST meanwhile gets 409
         self.compact_ended()  # runs end between starts: this bounds the histories kept
-        run.emit_status()
-        self._watch(run, True)
         # An idle kernel is checked before we answer, so a typo is a 404, not a failed run.
         # A busy one (e.g. running the %analyst cell that asked, which waits for this reply)
         # is checked when the run starts: asking it now would wait for that cell.
         busy = kernel_busy(self.serverapp.kernel_manager, kernel_id)
+        if busy:  # the run queues behind the user's cell: say so rather than sit at step 0
+            run.waiting = WAITING_FOR_CELL
+        run.emit_status()
+        self._watch(run, True)
         checked: asyncio.Future[None] = loop.create_future()
         threading.Thread(
             target=self._work, args=(run, busy, checked), name=f"jupyter-analyst-{run.run_id}", daemon=True

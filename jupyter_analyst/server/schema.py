@@ -126,6 +126,11 @@ class RunStatus(BaseModel):
     answer: str | None
     error: str | None = Field(description="readable reason of a failed run")
     cells: list[str] = Field(description="ids of the run's cells in the notebook document")
+    waiting: str | None = Field(
+        default=None,
+        description="why a starting run has not begun (the user's cell still runs in the kernel); "
+        "Stop cancels it",
+    )
 
 
 class ExportReply(BaseModel):
