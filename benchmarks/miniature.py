@@ -292,7 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         preset = replace(preset, collect_tasks=tuple(args.collect_tasks))
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    tuned_rows = [r for r in preset.rows if r.startswith("tuned")]
     stages = Stages(out, 3 + len(preset.rows), args.quiet)
     data = out / "teacher.jsonl"
 
@@ -392,7 +391,6 @@ def main(argv: list[str] | None = None) -> int:
         },
         "seed_experiment": SEED,
         "plots": plots,
-        "tuned_rows": tuned_rows,
     }
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(table)

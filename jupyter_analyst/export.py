@@ -88,13 +88,13 @@ def clean_html(html: Any) -> str:
     )
 
 
-def render_html(nb: Any, title: str | None = None) -> str:
+def render_html(nb: Any, default_title: str | None = None) -> str:
     """One self-contained, sanitized HTML page of notebook node ``nb`` (figures embedded),
-    titled ``title``, else the notebook's ``metadata.title`` (nbconvert's default is "Notebook")."""
+    titled by its ``metadata.title``, else ``default_title`` (nbconvert's own is "Notebook")."""
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(embed_images=True, sanitize_html=True, filters={"clean_html": clean_html})
-    name = title or str(nb.get("metadata", {}).get("title") or "") or None
+    name = str(nb.get("metadata", {}).get("title") or "") or default_title
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": name}} if name else None)
     return str(body)
 
@@ -110,5 +110,5 @@ def export_html(notebook: Path, output: Path | None = None) -> Path:
     except Exception as exc:  # nbformat raises several unrelated types for a bad file
         raise InputError(f"cannot read {notebook} as a notebook: {type(exc).__name__}: {exc}") from None
     target = output or notebook.with_suffix(".html")
-    target.write_text(render_html(nb, nb.metadata.get("title") or notebook.stem), encoding="utf-8")
+    target.write_text(render_html(nb, notebook.stem), encoding="utf-8")
     return target

@@ -152,7 +152,7 @@ class DataFramesHandler(_Base):
         self.reply(DataFramesReply(path=path, kernel_id=kernel_id, dataframes=frames))
 
 
-def run_frames(run: Any) -> list[DataFrameInfo]:
+def run_frames(run: Run) -> list[DataFrameInfo]:
     """The frame an active run analyses, as its facts describe it (none before they're read)."""
     facts = run.facts or {}
     if "rows" not in facts:
