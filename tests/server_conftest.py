@@ -218,6 +218,16 @@ def live_notebook(jp_fetch: Any, jp_serverapp: Any, notebook_file: Path) -> Call
     return start
 
 
+async def wait_idle(serverapp: Any, kernel_id: str, timeout: float = 30) -> None:
+    """Until the server sees the kernel idle: a silent cell of ours (a check, a run's
+    teardown) can leave it busy a moment longer on a loaded machine, and a busy kernel is
+    answered differently (409, or checked later by the run). A person would wait too."""
+    km = serverapp.kernel_manager.get_kernel(kernel_id)
+    deadline = time.monotonic() + timeout
+    while km.execution_state != "idle" and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 async def wait_run(
     jp_fetch: Any,
     run_id: str,

@@ -29,6 +29,7 @@ from server_conftest import (  # noqa: E402
     asynctest,  # noqa: E402
     run_user_cell,
     saved_notebook,
+    wait_idle,
     wait_run,
     ydoc,
 )
@@ -165,13 +166,8 @@ async def test_dataframes_profiles_and_refusals(
         ({"path": "no kernel.ipynb", "variable": "df"}, 404),
         ({"path": NB_PATH, "variable": "nope"}, 404),
     ]
-    km = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     for body, status in refusals:
-        # the previous check's silent cell may still show the kernel busy on a loaded machine,
-        # and a busy kernel is checked later, by the run: wait as a person would
-        deadline = time.monotonic() + 30
-        while km.execution_state != "idle" and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await wait_idle(jp_serverapp, kernel_id)  # after the previous check's silent cell
         code, error = await api(jp_fetch, *RUNS, method="POST", body=body)
         assert code == status, (body, code, error)
         assert error["message"] and "reason" in error
@@ -300,7 +296,7 @@ async def test_dataframes_during_a_run_list_the_runs_frame_without_blaming_the_k
 ) -> None:
     """After a reload mid-run the sidebar lists frames while the kernel is busy with the
     analyst's own cell: the reply names the run and its frame, not "the kernel is busy"."""
-    await live_notebook()
+    kernel_id = await live_notebook()
     script = tmp_path / "slow.json"
     script.write_text(json.dumps([{"code": "import time\ntime.sleep(30)"}, {"final_answer": "done"}]))
     analyst_app.replay = str(script)
@@ -319,6 +315,7 @@ async def test_dataframes_during_a_run_list_the_runs_frame_without_blaming_the_k
     assert reply["dataframes"][0]["columns"][0] == "species"
     await api(jp_fetch, *RUNS, run_id, "stop", method="POST", expect=202)
     await wait_run(jp_fetch, run_id)
+    await wait_idle(jp_serverapp, kernel_id)  # the interrupt and the run's teardown
     # ended: the kernel is asked again, and the user's frames are all there
     _, reply = await api(jp_fetch, "jupyter-analyst", "dataframes", params={"path": NB_PATH}, expect=200)
     assert reply["run_id"] is None and "empty" in {f["name"] for f in reply["dataframes"]}
