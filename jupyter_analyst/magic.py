@@ -1,4 +1,5 @@
-"""``%analyst df "question" [--max-steps N] [--profile P] [--keep-failed-cells]``: start an analysis.
+"""``%analyst df "question" [--max-steps N] [--profile P] [--keep-failed-cells]``: start an analysis;
+``%analyst --follow-up "question"``: continue the latest one.
 
 ``%load_ext jupyter_analyst`` registers the magic. Inside a Jupyter server (the kernel of
 a notebook session, which jupyter_server marks with ``JPY_SESSION_NAME``) it asks the
@@ -8,6 +9,10 @@ cell doesn't block the kernel the agent needs. Elsewhere (plain IPython, a headl
 nbclient run) it runs the analysis right here, in this kernel's namespace, and writes a
 report notebook (the same ``Session`` as every run, with this shell as its executor).
 Bad input gets one printed line and touches nothing.
+
+A follow-up continues the notebook's latest run in the same kernel, with that run's
+conclusions and a summary of its cells in the model's context (``agent.followup``): on
+the server it goes after the magic's cell; here it appends to the same report notebook.
 """
 
 from __future__ import annotations
@@ -33,11 +38,19 @@ PREFIX = "analyst:"
 
 @dataclass
 class MagicArgs:
-    variable: str
+    variable: str | None
+    """None for a follow-up: its earlier run's frame."""
     question: str | None
     max_steps: int
     profile: str | None
     keep_failed_cells: bool = False
+    follow_up: bool = False
+
+
+USAGE = (
+    'usage: %analyst VARIABLE ["question"] [--max-steps N] [--profile P] [--keep-failed-cells], '
+    'or %analyst --follow-up "question" [options]'
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,26 +61,32 @@ class _Parser(argparse.ArgumentParser):
 def parse_line(line: str) -> MagicArgs:
     """Parse the magic's line; ``InputError`` with a one-line reason when it can't."""
     parser = _Parser(prog="%analyst", add_help=False)
-    parser.add_argument("variable")
-    parser.add_argument("question", nargs="*")
+    parser.add_argument("words", nargs="*")
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--profile", default=None)
     parser.add_argument("--keep-failed-cells", action="store_true")
+    parser.add_argument("--follow-up", action="store_true")
     try:
         words = shlex.split(line)
     except ValueError as exc:
         raise InputError(f"cannot parse the arguments: {exc}") from None
     if not words:
-        raise InputError(
-            'usage: %analyst VARIABLE ["question"] [--max-steps N] [--profile P] [--keep-failed-cells]'
-        )
-    ns = parser.parse_args(words)
-    if not ns.variable.isidentifier():
-        raise InputError(f"not a variable name: {ns.variable!r}")
+        raise InputError(USAGE)
+    ns = parser.parse_intermixed_args(words)
     if not 1 <= ns.max_steps <= 200:
         raise InputError("--max-steps must be between 1 and 200")
-    question = " ".join(ns.question).strip() or None
-    return MagicArgs(ns.variable, question, ns.max_steps, ns.profile, ns.keep_failed_cells)
+    if ns.follow_up:  # every word is the question: the frame is the earlier run's
+        question = " ".join(ns.words).strip()
+        if not question:
+            raise InputError('a follow-up needs its question: %analyst --follow-up "now by month"')
+        return MagicArgs(None, question, ns.max_steps, ns.profile, ns.keep_failed_cells, True)
+    if not ns.words:
+        raise InputError(USAGE)
+    variable: str = ns.words[0]
+    if not variable.isidentifier():
+        raise InputError(f"not a variable name: {variable!r}")
+    asked = " ".join(ns.words[1:]).strip() or None
+    return MagicArgs(variable, asked, ns.max_steps, ns.profile, ns.keep_failed_cells)
 
 
 # --------------------------------------------------------------------------- the server path
@@ -154,14 +173,17 @@ def start_remote(
 
     With ``kernel_id`` the server runs on the notebook whose session runs this kernel now:
     ``target.path`` comes from ``JPY_SESSION_NAME``, which a rename leaves stale."""
-    body = {
+    body: dict[str, Any] = {
         "path": target.path,
-        "variable": args.variable,
         "question": args.question,
         "max_steps": args.max_steps,
         "profile": args.profile,
         "after_cell_id": after_cell_id,
     }
+    if args.follow_up:  # only when asked: an older server refuses unknown fields
+        body["follow_up"] = "latest"
+    else:
+        body["variable"] = args.variable
     if args.keep_failed_cells:  # only when asked: an older server refuses unknown fields
         body["keep_failed_cells"] = True
     if kernel_id:
@@ -214,38 +236,84 @@ def report_path(variable: str) -> Path:
     return candidate
 
 
-def run_here(shell: Any, args: MagicArgs, executor: InProcessExecutor, facts: dict[str, Any]) -> Path:
-    """Run the whole analysis in this kernel and write the report notebook; return its path."""
+@dataclass
+class HereRun:
+    """The latest run this shell ran itself: what a follow-up here continues."""
+
+    report: Path
+    variable: str
+    run_id: str
+    question: str | None
+    answer: str | None
+    outcome: str
+    created: list[str]
+
+
+_HERE: dict[int, HereRun] = {}
+"""Per shell (``id``): its latest in-process run."""
+
+
+def run_here(
+    shell: Any,
+    args: MagicArgs,
+    executor: InProcessExecutor,
+    facts: dict[str, Any],
+    earlier: HereRun | None = None,
+) -> Path:
+    """Run the whole analysis in this kernel and write the report notebook (a follow-up:
+    append to its earlier run's report); return its path."""
+    import nbformat
+
     from . import __version__
-    from .agent import Budget, CellExecuted, Event, RunFinished
+    from .agent import Budget, CellAdded, CellExecuted, Event, RunFinished
+    from .agent.followup import EarlierRun, cell_lines
     from .models.select import PolicyChoice, build_policy
-    from .notebook import NotebookWriter
+    from .notebook import META_KEY, NotebookWriter
     from .session import RunSpec, Session
 
-    output = report_path(args.variable)
+    variable = earlier.variable if earlier is not None else args.variable
+    assert variable is not None
+    output = earlier.report if earlier is not None else report_path(variable)
+    context, start = None, None
+    if earlier is not None:
+        start = nbformat.read(output, as_version=4)
+        mine = [
+            c
+            for c in start.cells
+            if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == earlier.run_id
+        ]
+        context = EarlierRun(
+            earlier.question, earlier.answer, earlier.outcome, cell_lines(mine), earlier.created, variable
+        )
     spec = RunSpec(
-        variable=args.variable,
+        variable=variable,
         question=args.question,
         budget=Budget(max_steps=args.max_steps),
-        source=f"variable `{args.variable}`",
-        subject=args.variable,
+        source=f"variable `{variable}`",
+        subject=variable if earlier is None else None,
         keep_failed_cells=args.keep_failed_cells,
+        earlier=context,
     )
     with warnings.catch_warnings():  # e.g. tqdm's IProgress warning from huggingface_hub
         warnings.simplefilter("ignore")
         handle = build_policy(PolicyChoice(profile=args.profile))
     with handle:
-        print(f"{PREFIX} analysing `{args.variable}` here with {handle.label}; report: {output}", flush=True)
+        what = "following up the analysis of" if earlier is not None else "analysing"
+        print(f"{PREFIX} {what} `{variable}` here with {handle.label}; report: {output}", flush=True)
         writer = NotebookWriter(
             output,
             spec.run_id,
             {
                 "question": args.question,
-                "variable": args.variable,
+                "variable": variable,
                 "policy": handle.label,
                 "version": __version__,
             },
+            notebook=start,
         )
+        if earlier is not None:  # the follow-up's question, where the report's reader sees it
+            title = f"## Follow-up: {' '.join((args.question or '').split())}"
+            writer.handle(CellAdded(0, f"followup-{spec.run_id[:8]}", "markdown", title, "header"))
 
         def progress(event: Event) -> None:
             if isinstance(event, CellExecuted):
@@ -255,6 +323,17 @@ def run_here(shell: Any, args: MagicArgs, executor: InProcessExecutor, facts: di
         session = Session(executor, writer, spec, on_event=progress)
         session.facts = facts  # already read by the magic's check
         finished: RunFinished = session.run(handle.policy, handle.label).finished
+    _HERE[id(shell)] = HereRun(
+        output,
+        variable,
+        spec.run_id,
+        args.question,
+        finished.answer,
+        "ended with the conclusions below"
+        if finished.answer
+        else f"ended without conclusions ({finished.reason.value})",
+        [*(earlier.created if earlier is not None else []), *finished.created],
+    )
     ended = "with conclusions" if finished.reason.natural else f"({finished.reason.value})"
     print(f"{PREFIX} finished {ended} after {finished.steps} steps; report written to {output}", flush=True)
     return output
@@ -276,9 +355,12 @@ def analyst_magic(line: str) -> None:
 
     shell = get_ipython()
     executor = InProcessExecutor(shell)
+    earlier = _HERE.get(id(shell))
+    facts: dict[str, Any] | None = None
     try:
         args = parse_line(line)
-        facts = read_frame_facts(executor, args.variable)  # the check every run makes, here first
+        if not args.follow_up:  # the check every run makes, here first (a follow-up's: below)
+            facts = read_frame_facts(executor, str(args.variable))
     except AnalystError as exc:
         print(f"{PREFIX} error: {exc}")
         return
@@ -301,7 +383,14 @@ def analyst_magic(line: str) -> None:
             )
             return
     try:
-        run_here(shell, args, executor, facts)
+        if args.follow_up:
+            if earlier is None:
+                raise InputError(
+                    "no earlier analysis in this kernel to follow up: run %analyst VARIABLE first"
+                )
+            facts = read_frame_facts(executor, earlier.variable)
+        assert facts is not None
+        run_here(shell, args, executor, facts, earlier if args.follow_up else None)
     except AnalystError as exc:
         print(f"{PREFIX} error: {exc}")
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .agent import AgentLoop, Budget, CellAdded, CellExecuted, CellsRemoved, Event, RunFinished, StopReason
+from .agent.followup import EarlierRun, render_earlier
 from .agent.loop import context_sizes
 from .agent.precheck import known_frames
 from .agent.prompts import render_task
@@ -94,6 +95,10 @@ class RunSpec:
     keep_failed_cells: bool = False
     """Keep failed cells a later fix superseded (by default the run's end removes them from
     the notebook, see ``agent.tidy``; its events keep them either way)."""
+    earlier: EarlierRun | None = None
+    """For a follow-up, the run it continues in the same kernel: the task message tells the
+    model of it (``agent.followup``), and the names that run made are not protected (the
+    follow-up may refine them; they were never the user's)."""
     context_tokens: int | None = None
     """The model's window in tokens, which sizes observations and the history trim
     (``agent.loop.context_sizes``); None: the policy's own ``context_tokens``, else 16k."""
@@ -254,6 +259,9 @@ class Session:
             loaded = self._load() if self.spec.load_code else None
             facts = self.read_facts()
             protected = self.read_user_names()
+            earlier = self.spec.earlier
+            if earlier is not None:
+                protected = {k: v for k, v in protected.items() if k not in set(earlier.created)}
             if not isinstance(policy, Policy):  # a factory: start the policy now
                 policy = policy()
             if self.spec.subject is not None:
@@ -280,7 +288,8 @@ class Session:
                 prechecks=self.spec.prechecks,
                 grounding_gate=self.spec.grounding_gate,
             )
-            for event in self.loop.run(render_task(facts, self.spec.question)):
+            task = render_task(facts, self.spec.question, render_earlier(earlier) if earlier else None)
+            for event in self.loop.run(task):
                 if isinstance(event, RunFinished):
                     self._finish(event)
                     break
@@ -385,6 +394,9 @@ class Session:
             removed = self._tidy()
             if removed and self._remove(removed):
                 finished = dataclasses.replace(finished, cells_removed=len(removed))
+            if self.spec.earlier is not None:  # names the earlier run made stay the earlier run's
+                mine = [n for n in finished.created if n not in set(self.spec.earlier.created)]
+                finished = dataclasses.replace(finished, created=mine)
             self.finished = finished
             if not finished.reason.natural:
                 error = finished.detail if finished.reason is StopReason.MODEL_ERROR else ""

@@ -32,6 +32,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field, replace
 
 from ..errors import BackendError
+from .followup import earlier_of
 from .grounding import Evidence, check_grounding, output_texts
 from .names import (
     CLASH_ERROR,
@@ -190,7 +191,8 @@ class AgentLoop:
         self._checker = Prechecker(self.frames)
         self._outputs = []
         question, facts = split_task(task)
-        self._question, self._facts = question, facts or ""
+        earlier = earlier_of(task)  # a follow-up may quote the run it continues
+        self._question, self._facts = question, "\n".join(filter(None, [facts, earlier]))
 
         while True:
             stop = self._budget_exceeded(self.step, tally.tokens, time.monotonic() - self._start)

@@ -106,12 +106,14 @@ def render_facts(facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_task(facts: dict[str, Any], question: str | None) -> str:
+def render_task(facts: dict[str, Any], question: str | None, earlier: str | None = None) -> str:
     """The first user message: the question (or a general brief), then the frame's facts
-    fenced off at the end (see the module docstring)."""
+    fenced off (see the module docstring), then, for a follow-up, the fenced block about
+    the run it continues (``agent.followup.render_earlier``)."""
     lines = [line.rstrip() for line in (question or "").strip().splitlines()] or [DEFAULT_TASK]
     ask = "\n".join([lines[0], *(QUOTE + line if line else QUOTE.rstrip() for line in lines[1:])])
-    return f"Task: {ask}\n\n{FACTS_OPEN}\n{render_facts(facts)}\n{FACTS_CLOSE}"
+    task = f"Task: {ask}\n\n{FACTS_OPEN}\n{render_facts(facts)}\n{FACTS_CLOSE}"
+    return f"{task}\n\n{earlier}" if earlier else task
 
 
 def split_task(text: str) -> tuple[str, str | None]:

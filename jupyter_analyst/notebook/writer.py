@@ -113,9 +113,23 @@ def atomic_write(nb: NotebookNode, path: Path) -> None:
 class NotebookWriter:
     """Builds the notebook of one run from the loop's events and keeps it saved on disk."""
 
-    def __init__(self, path: str | Path, run_id: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        run_id: str,
+        metadata: dict[str, Any] | None = None,
+        notebook: NotebookNode | None = None,
+    ) -> None:
+        """``notebook``: an earlier run's notebook to append to (a follow-up); its metadata
+        lists the runs it holds under ``follow_ups``."""
         self.path = Path(path)
         self.run_id = run_id
+        self._cells: dict[str, NotebookNode] = {}
+        if notebook is not None:
+            self.nb = notebook
+            meta = self.nb.metadata.setdefault(META_KEY, {})
+            meta["follow_ups"] = [*meta.get("follow_ups", []), {"run_id": run_id, **(metadata or {})}]
+            return
         self.nb = nbformat.v4.new_notebook()
         self.nb.metadata.update(
             {
@@ -128,7 +142,6 @@ class NotebookWriter:
                 META_KEY: {"run_id": run_id, **(metadata or {})},
             }
         )
-        self._cells: dict[str, NotebookNode] = {}
 
     # -- building -------------------------------------------------------------------
     def add_cell(
@@ -166,7 +179,10 @@ class NotebookWriter:
         return gone
 
     def update_metadata(self, **values: Any) -> None:
-        self.nb.metadata[META_KEY].update(values)
+        """The run's own record: the notebook's, or its entry in ``follow_ups``."""
+        meta = self.nb.metadata[META_KEY]
+        mine = next((f for f in meta.get("follow_ups", []) if f.get("run_id") == self.run_id), meta)
+        mine.update(values)
 
     def handle(self, event: Event) -> None:
         """Consume one loop event; saves whenever the notebook changed."""
