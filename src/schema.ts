@@ -44,7 +44,8 @@ export interface IProfilesReply {
 /** POST runs */
 export interface IRunRequest {
   path: string;
-  variable: string;
+  /** The DataFrame; a follow-up may leave it out (its earlier run's frame). */
+  variable?: string | null;
   /** At most 4,000 characters (a longer one is a 400). */
   question?: string | null;
   /** 1..200 */
@@ -56,6 +57,11 @@ export interface IRunRequest {
   keep_failed_cells?: boolean;
   /** The asking kernel (the magic's): the run goes to the notebook its session runs now. */
   kernel_id?: string | null;
+  /**
+   * Continue this earlier run of the notebook (a run id, or 'latest'): same kernel, its
+   * conclusions and cells in context, its cells after the earlier run's last one.
+   */
+  follow_up?: string | null;
 }
 
 export type RunState =
@@ -102,6 +108,26 @@ export interface IRunStatus {
   cells: string[];
   /** Why a starting run has not begun (the user's cell still runs); Stop cancels it. */
   waiting?: string | null;
+  /** The earlier run this one follows up. */
+  follows?: string | null;
+  /** Its cells were taken out of the notebook (restore puts them back). */
+  discarded?: boolean;
+}
+
+/** POST runs/{id}/discard `{variables}`. */
+export interface IDiscardRequest {
+  /** Also delete the variables the run made from the kernel (modules stay); default true. */
+  variables?: boolean;
+}
+
+/** What POST runs/{id}/discard took out, or POST runs/{id}/restore put back. */
+export interface IDiscardReply {
+  run_id: string;
+  cells: number;
+  /** Names deleted from the kernel (a restore can't bring them back). */
+  variables?: string[];
+  /** What was left as it was, and why. */
+  note?: string;
 }
 
 /** POST runs/{id}/export: API paths of the written report. */

@@ -69,6 +69,8 @@ CALLS: list[tuple[str, tuple[str, ...], dict[str, str] | None]] = [
     ("GET", (*RUNS, "abc123"), None),
     ("POST", (*RUNS, "abc123", "stop"), None),
     ("POST", (*RUNS, "abc123", "export"), None),
+    ("POST", (*RUNS, "abc123", "discard"), None),
+    ("POST", (*RUNS, "abc123", "restore"), None),
 ]
 
 NEEDS: dict[str, set[tuple[str, str]]] = {
@@ -92,6 +94,12 @@ NEEDS: dict[str, set[tuple[str, str]]] = {
         ("read", "contents"),
         ("write", "contents"),
     },
+    "POST jupyter-analyst/runs/abc123/discard": {
+        ("write", "jupyter_analyst"),
+        ("write", "contents"),
+        ("execute", "kernels"),
+    },
+    "POST jupyter-analyst/runs/abc123/restore": {("write", "jupyter_analyst"), ("write", "contents")},
     "GET jupyter-analyst/runs/abc123/events": {("read", "jupyter_analyst"), ("read", "contents")},
 }
 """What each endpoint asks the authorizer: the extension's resource, and what Jupyter's own
@@ -185,3 +193,6 @@ async def test_read_only_role_watches_but_cannot_run_stop_or_export(
     assert final["state"] == "finished", final
     await api(jp_fetch, *RUNS, run_id, "export", method="POST", headers=watcher, expect=403)
     await api(jp_fetch, *RUNS, run_id, "export", method="POST", expect=201)  # the admin may
+    for action in ("discard", "restore"):  # taking a run's cells out of the notebook writes it
+        code, error = await api(jp_fetch, *RUNS, run_id, action, method="POST", headers=watcher)
+        assert code == 403 and "'write' on 'contents'" in error["message"], (action, error)

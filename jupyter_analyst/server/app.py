@@ -17,6 +17,7 @@ from traitlets import Float, Int, Unicode, default
 from ..models.select import PolicyChoice, build_policy
 from .handlers import handlers
 from .policies import PolicyPool
+from .recovery import recover
 from .runs import ApiError, RunManager, RunSettings
 from .schema import ProfileInfo, ProfilesReply
 
@@ -196,7 +197,7 @@ class JupyterAnalyst(ExtensionApp):
         as interrupted)."""
         self.start_reaper()
         try:
-            await self.manager.recover()
+            await recover(self.manager)
         except Exception:
             self.log.exception("jupyter-analyst: could not read the run journals")
 

@@ -26,9 +26,10 @@ from pydantic import BaseModel, ValidationError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import AnalystError, KernelError
+from .discard import discard_run, restore_run
 from .kernelio import LIST_FRAMES_CODE, kernel_busy, managed_executor, normalize_path, session_kernel_id
 from .runs import ApiError, Run, RunManager
-from .schema import DataFrameInfo, DataFramesReply, RunRequest
+from .schema import DataFrameInfo, DataFramesReply, DiscardRequest, RunRequest
 
 AUTH_RESOURCE = "jupyter_analyst"
 NAMESPACE = "jupyter-analyst"
@@ -278,14 +279,60 @@ class ExportHandler(_Base):
         409 the run is still active.
         """
         await require(self, "Exporting a report", READ_NOTEBOOK, WRITE_FILES)
-        from .report import export_run
+        from .report import export_run, run_chain
 
         run = self.run_or_404(run_id)
         try:
-            reply = await export_run(self.serverapp, run)
+            reply = await export_run(self.serverapp, run, run_chain(self.manager.runs, run))
         except ApiError as exc:
             raise _error(exc.status, exc.message) from None
         self.reply(reply, status=201)
+
+
+class DiscardHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        """Take every cell of an ended run out of its notebook (kept for one restore) and,
+        unless the body says ``{"variables": false}``, delete the variables it made.
+
+        Needs ``write`` on ``contents``, and ``execute`` on ``kernels`` to delete variables.
+        Status: 200 DiscardReply; 400 bad body; 401/403 not authenticated/authorized (403
+        also without those permissions); 404 unknown run; 409 the run is active, already
+        discarded, another run is writing into its notebook, or a later run follows it up.
+        """
+        await require(self, "Discarding a run", WRITE_NOTEBOOK)  # before the body is read
+        try:
+            req = DiscardRequest.model_validate_json(self.request.body or b"{}")
+        except ValidationError as exc:
+            raise _error(400, f"bad discard request: {exc.errors()[0]['msg']}") from None
+        if req.variables:  # deleting them runs code in the kernel
+            await require(self, "Deleting a run's variables", RUN_CODE)
+        run = self.run_or_404(run_id)
+        try:
+            reply = await discard_run(self.manager, run, req.variables, self.extension.check_timeout)
+        except ApiError as exc:
+            raise _error(exc.status, exc.message) from None
+        self.reply(reply)
+
+
+class RestoreHandler(_Base):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        """Undo a discard: the run's cells go back where they were (deleted variables don't).
+
+        Needs ``write`` on ``contents``.
+        Status: 200 DiscardReply; 401/403 not authenticated/authorized (403 also without
+        that permission); 404 unknown run; 409 nothing discarded to restore.
+        """
+        await require(self, "Restoring a run", WRITE_NOTEBOOK)
+        run = self.run_or_404(run_id)
+        try:
+            reply = await restore_run(self.manager, run)
+        except ApiError as exc:
+            raise _error(exc.status, exc.message) from None
+        self.reply(reply)
 
 
 class EventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -352,4 +399,6 @@ def handlers() -> list[tuple[str, type[tornado.web.RequestHandler]]]:
         (rf"/{NAMESPACE}/runs/{run}/stop", StopHandler),
         (rf"/{NAMESPACE}/runs/{run}/events", EventsHandler),
         (rf"/{NAMESPACE}/runs/{run}/export", ExportHandler),
+        (rf"/{NAMESPACE}/runs/{run}/discard", DiscardHandler),
+        (rf"/{NAMESPACE}/runs/{run}/restore", RestoreHandler),
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -75,18 +76,36 @@ def setup_cells(cells: list[Any], first_run_cell: int) -> list[Any]:
     return found
 
 
-def build_report(run: Run, content: dict[str, Any], runs_in_notebook: int = 1) -> nbformat.NotebookNode:
+def run_chain(runs: Mapping[str, Run], run: Run) -> list[str]:
+    """The run and the earlier runs it follows up, oldest first: a follow-up's cells use
+    their variables, so its report holds their cells too."""
+    chain = [run.run_id]
+    earlier = runs.get(run.follows) if run.follows else None
+    while earlier is not None and earlier.run_id not in chain:
+        chain.insert(0, earlier.run_id)
+        earlier = runs.get(earlier.follows) if earlier.follows else None
+    return chain
+
+
+def build_report(
+    run: Run, content: dict[str, Any], runs_in_notebook: int = 1, chain: list[str] | None = None
+) -> nbformat.NotebookNode:
     """Header, the user's cells that made the frame, then the run's cells (outputs kept), as a
-    new, valid notebook that re-runs top to bottom in a fresh kernel beside the original."""
+    new, valid notebook that re-runs top to bottom in a fresh kernel beside the original.
+    ``chain`` (``run_chain``): the runs whose cells go in, for a follow-up."""
     nb = nbformat.from_dict(content)
-    at = [i for i, c in enumerate(nb.cells) if cell_run_id(c) == run.run_id]
+    chain = chain or [run.run_id]
+    at = [i for i, c in enumerate(nb.cells) if cell_run_id(c) in chain]
     cells = [nb.cells[i] for i in at]
     setup = setup_cells(list(nb.cells), at[0] if at else len(nb.cells))
     header = render_header(
         run.variable, run.question, run.facts or {}, run.policy, run.run_id, title="Analysis report:"
     )
     source = f"the notebook {code_span(run.path)}"
-    if runs_in_notebook > 1:
+    if len(chain) > 1:
+        earlier = ", ".join(f"`{r}`" for r in chain[:-1])
+        source += f" (this report holds run `{run.run_id}` and the runs it follows up: {earlier})"
+    elif runs_in_notebook > 1:
         source += f" (this report holds one of its {runs_in_notebook} runs: `{run.run_id}`)"
     header += f"\n\n*From {source}; the DataFrame is the variable {code_span(run.variable)} of its kernel.*"
     report = nbformat.v4.new_notebook()
@@ -130,7 +149,7 @@ def _render_html(os_path: Any, nb: nbformat.NotebookNode, html_path: str) -> str
     return None
 
 
-async def export_run(serverapp: Any, run: Run) -> ExportReply:
+async def export_run(serverapp: Any, run: Run, chain: list[str] | None = None) -> ExportReply:
     """Write the report of a run that has ended (409 while it still runs)."""
     if run.active:
         raise ApiError(409, f"run {run.run_id} is still {run.state}; export it when it has ended")
@@ -139,7 +158,7 @@ async def export_run(serverapp: Any, run: Run) -> ExportReply:
     except Exception as exc:
         raise ApiError(404, f"cannot read {run.path}: {exc}") from None
     runs = {cell_run_id(c) for c in content.get("cells", [])} - {None}
-    report = build_report(run, content, max(1, len(runs)))
+    report = build_report(run, content, max(1, len(runs)), chain)
     ipynb = report_path(run.path)
     await maybe_await(
         serverapp.contents_manager.save({"type": "notebook", "format": "json", "content": report}, ipynb)

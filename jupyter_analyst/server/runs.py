@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import nbformat
-
 from ..agent import (
     Budget,
     CellAdded,
@@ -34,14 +32,14 @@ from ..agent import (
     StepStarted,
     StopReason,
 )
+from ..agent.followup import outcome_words
 from ..agent.types import Policy
 from ..agent.wire import event_to_dict
 from ..errors import AnalystError, InputError, KernelError, MissingVariableError
 from ..kernel import ManagedKernelExecutor
 from ..models.select import PolicyChoice, PolicyHandle
-from ..notebook.writer import META_KEY, agent_metadata
 from ..session import RunSpec, Session
-from .journal import JournalRecord, RunJournal, read_journals
+from .journal import RunJournal
 from .kernelio import (
     kernel_busy,
     kernel_notebook_path,
@@ -51,6 +49,7 @@ from .kernelio import (
 )
 from .live import LiveDocument, LiveSink
 from .policies import PolicyPool
+from .runcells import Discard, earlier_run
 from .schema import ACTIVE_STATES, RunRequest, RunState, RunStatus
 
 T = TypeVar("T")
@@ -66,7 +65,7 @@ class ApiError(Exception):
         self.message = message
 
 
-def _now() -> str:
+def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -102,7 +101,7 @@ class Run:
     after_cell_id: str | None = None
     state: RunState = "starting"
     step: int = 0
-    started: str = field(default_factory=_now)
+    started: str = field(default_factory=now)
     ended: str | None = None
     stop_reason: str | None = None
     answer: str | None = None
@@ -121,6 +120,12 @@ class Run:
     """The cells of a run read back from its journal (it has no live document)."""
     kept_facts: dict[str, Any] | None = None
     """The frame's facts once the session is let go (the report header needs them)."""
+    follows: str | None = None
+    """The earlier run this one follows up (same notebook and kernel)."""
+    created: list[str] = field(default_factory=list)
+    """The names its cells bound in the kernel (``RunFinished.created``)."""
+    discard: Discard | None = None
+    """What discarding it took out of the notebook, kept for one undo (``server.discard``)."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _status_sent: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -154,6 +159,8 @@ class Run:
             error=self.error,
             cells=self.cells,
             waiting=self.waiting if self.state == "starting" else None,
+            follows=self.follows,
+            discarded=self.discard is not None,
         )
 
     def emit(self, frame: dict[str, Any]) -> None:
@@ -214,6 +221,14 @@ class RunManager:
     def active_on(self, path: str) -> Run | None:
         return next((r for r in self.runs.values() if r.path == path and r.active), None)
 
+    def newest_on(self, path: str) -> Run | None:
+        """The newest run of notebook ``path`` (where its notebook is now, after renames)."""
+        return next((r for r in self.newest_first() if current_path(r) == path), None)
+
+    def follow_up_of(self, run_id: str) -> Run | None:
+        """A run that follows up ``run_id`` and is still in its notebook."""
+        return next((r for r in self.runs.values() if r.follows == run_id and r.discard is None), None)
+
     def active_on_kernel(self, kernel_id: str) -> Run | None:
         """The active run in this kernel, whatever its notebook (sessions may share a kernel)."""
         return next((r for r in self.runs.values() if r.kernel_id == kernel_id and r.active), None)
@@ -253,6 +268,7 @@ class RunManager:
             raise ApiError(404, f"no running kernel for {path}: open the notebook and start its kernel")
         if self.active_on(path) is not None:
             raise ApiError(409, f"{path} already has a run in progress")
+        earlier = self._earlier(req, path)
         other = self.active_on_kernel(kernel_id)
         if other is not None:  # two analyses in one namespace would overwrite each other
             raise ApiError(
@@ -260,16 +276,18 @@ class RunManager:
                 f"the kernel of {path} is shared with {other.path}, which has a run in progress; "
                 "one run per kernel: wait for it to end or stop it",
             )
+        variable = req.variable or (earlier.variable if earlier is not None else "")
         run = Run(
             run_id=uuid.uuid4().hex[:12],
             path=path,
-            variable=req.variable,
+            variable=variable,
             question=req.question,
             max_steps=req.max_steps or settings.max_steps,
             choice=choice,
             policy=label,
             kernel_id=kernel_id,
             after_cell_id=req.after_cell_id,
+            follows=earlier.run_id if earlier is not None else None,
         )
         slow = max(60.0, settings.cell_timeout)  # imports (matplotlib) on a loaded machine
         run.document = LiveDocument(ydoc_ext, path, run.run_id, req.after_cell_id)
@@ -282,14 +300,28 @@ class RunManager:
             interrupt_grace=settings.interrupt_grace,
             max_output_bytes=settings.max_output_bytes,
         )
+        context = None
+        if earlier is not None:  # its cells and conclusions in context; cells after its last one
+            context, last = await earlier_run(
+                run.document,
+                earlier.run_id,
+                question=earlier.question,
+                answer=earlier.answer,
+                outcome=outcome_words(earlier.state, earlier.step, earlier.answer, earlier.stop_reason),
+                created=earlier.created,
+                variable=earlier.variable,
+            )
+            if req.after_cell_id is None and last is not None:
+                run.document.anchor = run.after_cell_id = last
         spec = RunSpec(
-            variable=req.variable,
+            variable=variable,
             question=req.question,
             budget=Budget(run.max_steps, settings.max_tokens, settings.max_seconds),
-            source=f"variable `{req.variable}` in {Path(path).name}",
+            source=f"variable `{variable}` in {Path(path).name}",
             run_id=run.run_id,
             facts_timeout=slow,
             keep_failed_cells=req.keep_failed_cells,
+            earlier=context,
         )
         run.session = Session(
             run.executor,
@@ -320,6 +352,33 @@ class RunManager:
         except asyncio.TimeoutError:
             checked.cancel()  # no answer yet: the run goes on and fails itself if it must
         return run
+
+    def _earlier(self, req: RunRequest, path: str) -> Run | None:
+        """The run a follow-up continues (None for a new run): ``latest`` or an id, of this
+        notebook, ended, not discarded."""
+        if req.follow_up is None:
+            return None
+        if req.follow_up == "latest":
+            earlier = self.newest_on(path)
+            if earlier is None:
+                raise ApiError(404, f"{path} has no earlier run to follow up: start an analysis first")
+        else:
+            earlier = self.get(req.follow_up)
+            if current_path(earlier) != path:
+                raise ApiError(
+                    409,
+                    f"run {earlier.run_id} analysed {earlier.path}, not {path}: a follow-up "
+                    "continues in its earlier run's notebook and kernel",
+                )
+        if earlier.discard is not None:
+            raise ApiError(409, f"run {earlier.run_id} was discarded: there is nothing to follow up")
+        if req.variable is not None and req.variable != earlier.variable:
+            raise ApiError(
+                400,
+                f"a follow-up analyses its earlier run's frame `{earlier.variable}`, not "
+                f"`{req.variable}`: start a new analysis for another frame",
+            )
+        return earlier
 
     # -- the worker thread -------------------------------------------------------------
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -432,6 +491,7 @@ class RunManager:
     async def _end(self, run: Run, finished: RunFinished) -> None:
         """A run that ended for a reason (its note cell is already in the document)."""
         reason = finished.reason
+        run.created = list(finished.created)
         if reason is StopReason.FINAL_ANSWER:
             run.state, run.answer = "finished", finished.answer
         elif reason is StopReason.STOPPED:
@@ -461,7 +521,7 @@ class RunManager:
 
     def _close(self, run: Run) -> None:
         run.closed = True
-        run.ended = _now()
+        run.ended = now()
         run.emit_status()
         run.done.set()
         if run.journal is not None:
@@ -538,92 +598,10 @@ class RunManager:
                     pass
         await asyncio.get_running_loop().run_in_executor(None, self.pool.close_all)
 
-    # -- after a restart ---------------------------------------------------------------
-    async def recover(self) -> None:
-        """List the runs of earlier servers from their journals (GET runs survives a restart).
 
-        A journal without an end record belongs to a run the server never finished: it
-        crashed or was killed. That run shows as ``interrupted``, and its notebook gets a
-        note cell after the run's last cell saying where it stopped (once: the journal
-        then records the end).
-        """
-        folder = self.settings.journal_dir
-        if folder is None:
-            return
-        records = await asyncio.get_running_loop().run_in_executor(None, read_journals, folder)
-        for record in records:
-            if record.run_id in self.runs:
-                continue
-            status = dict((record.end or {}).get("status") or record.start["status"])
-            run = Run(
-                run_id=record.run_id,
-                path=str(status.get("path") or ""),
-                variable=str(status.get("variable") or ""),
-                question=status.get("question"),
-                max_steps=int(status.get("max_steps") or 0),
-                choice=PolicyChoice(),
-                policy=str(status.get("policy") or ""),
-                kernel_id=str(record.start.get("kernel_id") or ""),
-                state=status.get("state") or "failed",
-                step=int(status.get("step") or 0),
-                started=str(status.get("started") or ""),
-                ended=status.get("ended"),
-                stop_reason=status.get("stop_reason"),
-                answer=status.get("answer"),
-                error=status.get("error"),
-                recorded_cells=[str(c) for c in status.get("cells") or record.cells],
-                closed=True,
-            )
-            if record.end is None:
-                await self._interrupted(run, record)
-            run.frames = [json.dumps(f, default=str) for f in record.frames]
-            run.emit_status()
-            run.done.set()
-            self.runs[run.run_id] = run
-        self.compact_ended()
-
-    async def _interrupted(self, run: Run, record: JournalRecord) -> None:
-        """Mark a run the server never finished, note it in its notebook, end its journal."""
-        step = max(run.step, record.last_step)
-        run.state, run.ended, run.step = "interrupted", _now(), step
-        run.error = f"the server stopped while the run was in progress (at step {step})"
-        file_id = record.start.get("file_id")
-        path = (
-            self.serverapp.web_app.settings["file_id_manager"].get_path(file_id) if file_id else None
-        ) or run.path
-        run.path = path
-        noted = ""
-        try:
-            noted = await self._note_interrupted(run, path, step)
-        except Exception as exc:
-            self.log.warning(
-                "jupyter-analyst: could not note the interrupted run %s in %s: %s", run.run_id, path, exc
-            )
-        if noted:
-            run.recorded_cells.append(noted)
-        RunJournal(record.path.parent, run.run_id).end(
-            run.status().model_dump(mode="json"), noted=bool(noted)
-        )
-
-    async def _note_interrupted(self, run: Run, path: str, step: int) -> str:
-        """Put the note after the run's last cell in the notebook file; return its id."""
-        cm = self.serverapp.contents_manager
-        model = await maybe_await(cm.get(path, content=True, type="notebook"))
-        nb = nbformat.from_dict(model["content"])
-        mine = [
-            i
-            for i, c in enumerate(nb.cells)
-            if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == run.run_id
-        ]
-        text = (
-            f"*Run interrupted: the server stopped (it crashed or was killed) while the run was in "
-            f"progress, at step {step}. Each step above was saved when it finished; the analyst's "
-            "conclusions were never written.*"
-        )
-        note = nbformat.v4.new_markdown_cell(text, metadata=agent_metadata(run.run_id, step, "note"))
-        nb.cells.insert(mine[-1] + 1 if mine else len(nb.cells), note)
-        await maybe_await(cm.save({"type": "notebook", "format": "json", "content": nb}, path))
-        return str(note.id)
+def current_path(run: Run) -> str:
+    """Where the run's notebook is now: a live document follows renames by file id."""
+    return (run.document.current_path if run.document is not None else None) or run.path
 
 
 async def maybe_await(value: Any) -> Any:

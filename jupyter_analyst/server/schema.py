@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 RunState = Literal["starting", "running", "finished", "stopping", "stopped", "failed", "interrupted"]
 """starting: policy loading / checks; stopping: stop asked, not yet ended; interrupted: the
@@ -72,10 +72,21 @@ class RunRequest(BaseModel):
         max_length=PATH_MAX_CHARS,
         description="API path of the notebook, relative to the server root",
     )
-    variable: str = Field(
-        min_length=1, max_length=NAME_MAX_CHARS, description="name of the DataFrame variable in its kernel"
+    variable: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=NAME_MAX_CHARS,
+        description="name of the DataFrame variable in its kernel (a follow-up defaults to its "
+        "earlier run's)",
     )
     question: str | None = Field(default=None, max_length=QUESTION_MAX_CHARS)
+    follow_up: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=NAME_MAX_CHARS,
+        description="continue this earlier run of the notebook (a run id, or 'latest'): same kernel, "
+        "its conclusions and cells in context, cells after its last one",
+    )
     max_steps: int | None = Field(default=None, ge=1, le=200)
     profile: str | None = Field(default=None, max_length=NAME_MAX_CHARS)
     after_cell_id: str | None = Field(
@@ -94,10 +105,16 @@ class RunRequest(BaseModel):
 
     @field_validator("variable")
     @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not value.isidentifier():
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.isidentifier():
             raise ValueError(f"not a Python variable name: {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _variable_or_follow_up(self) -> RunRequest:
+        if self.variable is None and self.follow_up is None:
+            raise ValueError("a run needs `variable` (or `follow_up`, which reuses its earlier run's)")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -131,6 +148,31 @@ class RunStatus(BaseModel):
         description="why a starting run has not begun (the user's cell still runs in the kernel); "
         "Stop cancels it",
     )
+    follows: str | None = Field(default=None, description="the earlier run this one follows up")
+    discarded: bool = Field(
+        default=False, description="its cells were taken out of the notebook (restore puts them back)"
+    )
+
+
+class DiscardRequest(BaseModel):
+    """Body of ``POST runs/{id}/discard``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variables: bool = Field(
+        default=True, description="also delete the variables the run made from the kernel (modules stay)"
+    )
+
+
+class DiscardReply(BaseModel):
+    """What ``POST runs/{id}/discard`` took out, or ``POST runs/{id}/restore`` put back."""
+
+    run_id: str
+    cells: int = Field(description="cells taken out of (or put back into) the notebook")
+    variables: list[str] = Field(
+        default_factory=list, description="names deleted from the kernel (a restore can't bring them back)"
+    )
+    note: str = Field(default="", description="what was left as it was, and why")
 
 
 class ExportReply(BaseModel):
