@@ -11,7 +11,7 @@ import pytest
 pytest.register_assert_rewrite("server_conftest")
 
 from server_conftest import *  # noqa: E402, F403  (the server fixtures, module-local)
-from server_conftest import NB_PATH, api, asynctest, run_user_cell, ydoc  # noqa: E402
+from server_conftest import NB_PATH, api, asynctest, run_user_cell, wait_idle, wait_run, ydoc  # noqa: E402
 
 
 @asynctest
@@ -50,6 +50,27 @@ async def test_magic_in_server_places_cells_after_its_cell(
     assert ids[:3] == ["user-md", "user-code", "magic-cell"]
     assert ids[3:-1] == runs[0]["cells"] and ids[-1] == "user-tail"
     assert doc.get()["cells"][2]["source"] == magic
+
+    # %analyst --follow-up: the notebook's latest run goes on, its cells after this magic's cell
+    follow = '%analyst --follow-up "And by island?" --max-steps 4'
+    doc.append_cell(
+        {"id": "follow-cell", "cell_type": "code", "source": follow, "metadata": {}, "outputs": []}
+    )
+    await wait_idle(jp_serverapp, kernel_id)
+    reply = await run_user_cell(jp_serverapp, kernel_id, follow, metadata={"cellId": "follow-cell"})
+    assert "analyst: run " in "".join(o.get("text", "") for o in reply["outputs"]), reply
+    first = runs[0]
+    _, runs = await api(jp_fetch, "jupyter-analyst", "runs", expect=200)
+    second = await wait_run(jp_fetch, runs[0]["run_id"])
+    assert (second["follows"], second["variable"], second["question"]) == (
+        first["run_id"],
+        "df",
+        "And by island?",
+    )
+    assert second["state"] == "finished", second
+    ids = [c["id"] for c in doc.get()["cells"]]
+    at = ids.index("follow-cell")
+    assert ids[at + 1 : at + 1 + len(second["cells"])] == second["cells"]
 
 
 @asynctest
