@@ -511,6 +511,8 @@ def python_schema(
         "type": (False, frozenset({_literal("status")})),
         "status": (False, frozenset({"ref:RunStatus"})),
     }
+    # server/runs.py adds copy_of to a cell_executed frame whose cell the user edited mid-run
+    events["cell_executed"]["copy_of"] = (True, frozenset({STRING}))
     mirrored = _literal_aliases(schema)
     found = {**_literal_aliases(agent_types), **mirrored}
     for name, value in (aliases or {}).items():

@@ -625,7 +625,7 @@ async def test_stop_while_the_model_thinks_and_the_user_runs_a_cell(
 
 @asynctest
 async def test_user_edit_of_an_agent_cell_is_kept(
-    jp_fetch: Any, jp_serverapp: Any, analyst_app: Any, live_notebook: Any, tmp_path: Path
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, analyst_app: Any, live_notebook: Any, tmp_path: Path
 ) -> None:
     await live_notebook()
     agent_code = "import time\ntime.sleep(1.5)\nprint('agent output')"
@@ -654,10 +654,16 @@ async def test_user_edit_of_an_agent_cell_is_kept(
     edited = cells[ids.index(edited_id)]
     assert edited["source"] == "# the user's version\nprint('mine')"
     assert edited.get("execution_count") is None and "status" not in edited["metadata"][META_KEY]
+    states = {str(c["id"]): c.get("execution_state") for c in doc.ycells}  # a Y-only field
+    assert states[edited_id] == "idle"  # never a [*] left on the user's cell
     copy = cells[ids.index(edited_id) + 1]
     assert copy["source"] == agent_code and META_KEY in copy["metadata"]
     assert "agent output" in "".join(o.get("text", "") for o in copy["outputs"])
+    assert states[copy["id"]] == "idle"
     assert user_cells_of(cells) == original_user_cells()
+    # the step list learns that the step's cell is now the copy (it follows it there)
+    executed = [f for f in await events_of(jp_ws_fetch, status["run_id"]) if f["type"] == "cell_executed"]
+    assert [(f["cell_id"], f.get("copy_of")) for f in executed] == [(copy["id"], edited_id)]
 
 
 class LiveIndex:

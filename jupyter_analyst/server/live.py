@@ -84,6 +84,8 @@ class LiveDocument:
         """Document ids of the superseded cells the run's end took out (``agent.tidy``)."""
         self.kept_edited: list[str] = []
         """Document ids of superseded cells left in place because the user had edited them."""
+        self.copies: dict[str, str] = {}
+        """A fresh copy's document id -> the agent cell the user edited while it ran."""
         self._code: dict[str, str] = {}
         self._mirrors: dict[str, _Mirror] = {}
         self.lock = asyncio.Lock()
@@ -316,6 +318,7 @@ class LiveDocument:
             "code", self._code[loop_id], role, step, after=doc_id if ycell is not None else None
         )
         self.ids[loop_id] = new_id
+        self.copies[new_id] = self.copies.get(doc_id, doc_id)
         self._mirrors[loop_id] = _Mirror()
         new_cell["execution_state"] = "running"
         return new_cell

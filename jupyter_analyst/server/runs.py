@@ -161,6 +161,7 @@ class Run:
             waiting=self.waiting if self.state == "starting" else None,
             follows=self.follows,
             discarded=self.discard is not None,
+            created=self.created,
         )
 
     def emit(self, frame: dict[str, Any]) -> None:
@@ -475,6 +476,8 @@ class RunManager:
         frame = event_to_dict(event)
         if isinstance(event, (CellAdded, CellExecuted)) and run.document is not None:
             frame["cell_id"] = run.document.doc_id(event.cell_id)
+            if isinstance(event, CellExecuted) and frame["cell_id"] in run.document.copies:
+                frame["copy_of"] = run.document.copies[frame["cell_id"]]  # the user edited that one
         elif isinstance(event, CellsRemoved) and run.document is not None:
             # what the document really lost; a cell the user edited stayed, and the record says so
             doc_ids = [run.document.doc_id(c) for c in event.cell_ids]

@@ -152,6 +152,10 @@ class RunStatus(BaseModel):
     discarded: bool = Field(
         default=False, description="its cells were taken out of the notebook (restore puts them back)"
     )
+    created: list[str] = Field(
+        default_factory=list,
+        description="the names its cells bound in the kernel, once it ended (discard deletes them)",
+    )
 
 
 class DiscardRequest(BaseModel):
