@@ -12,6 +12,8 @@ import { ServerConnection } from '@jupyterlab/services';
 import { messageFromBody } from './format';
 import {
   IDataFramesReply,
+  IDiscardReply,
+  IDiscardRequest,
   IExportReply,
   IProfilesReply,
   IRunRequest,
@@ -108,6 +110,26 @@ export class AnalystClient {
   async exportReport(runId: string): Promise<IExportReply> {
     return this.request<IExportReply>(
       URLExt.join('runs', encodeURIComponent(runId), 'export'),
+      { method: 'POST', body: '{}' }
+    );
+  }
+
+  /**
+   * Take a run's cells out of its notebook (kept for one `restore`); with `variables`, also
+   * delete the variables it made from the kernel.
+   */
+  async discard(runId: string, variables: boolean): Promise<IDiscardReply> {
+    const body: IDiscardRequest = { variables };
+    return this.request<IDiscardReply>(
+      URLExt.join('runs', encodeURIComponent(runId), 'discard'),
+      { method: 'POST', body: JSON.stringify(body) }
+    );
+  }
+
+  /** Undo a discard: the run's cells go back where they were. */
+  async restore(runId: string): Promise<IDiscardReply> {
+    return this.request<IDiscardReply>(
+      URLExt.join('runs', encodeURIComponent(runId), 'restore'),
       { method: 'POST', body: '{}' }
     );
   }

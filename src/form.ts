@@ -1,5 +1,6 @@
 /**
- * What starts a run: the DataFrame picker, the question box and the Analyze / Stop buttons.
+ * What starts a run: the DataFrame picker, the question box and the Analyze / Follow-up /
+ * Stop buttons.
  * The panel owns the state; this widget shows it and reports the user's requests.
  */
 
@@ -17,6 +18,8 @@ export namespace RunForm {
     starting: boolean;
     canAnalyze: boolean;
     canStop: boolean;
+    /** The shown run has ended: a follow-up can continue it. */
+    canFollowUp: boolean;
   }
 }
 
@@ -52,21 +55,38 @@ export class RunForm extends Panel {
     this._analyze.setAttribute('data-testid', 'analyst-analyze');
     this._analyze.title = 'Start the analyst on the picked DataFrame (Ctrl+Enter in the question)';
     this._analyze.addEventListener('click', () => this._analyzeRequested.emit());
+    this._followUp.className = 'jp-Analyst-followUp jp-Button jp-mod-styled';
+    this._followUp.textContent = 'Ask a follow-up';
+    this._followUp.setAttribute('data-testid', 'analyst-follow-up');
+    this._followUp.title =
+      'Continue the shown run with the question above: same kernel and variables, its ' +
+      'conclusions in context, new cells after its cells';
+    this._followUp.addEventListener('click', () => this._followUpRequested.emit());
     this._stop.className = 'jp-Analyst-stop jp-Button jp-mod-styled jp-mod-warn';
     this._stop.textContent = 'Stop';
     this._stop.setAttribute('data-testid', 'analyst-stop');
     this._stop.title =
       "Interrupt the analyst's running cell and end the run; a note cell says where it stopped";
     this._stop.addEventListener('click', () => this._stopRequested.emit());
-    actions.node.append(this._analyze, this._stop);
+    actions.node.append(this._analyze, this._followUp, this._stop);
     this.addWidget(actions);
-    this.render({ active: false, starting: false, canAnalyze: false, canStop: false });
+    this.render({
+      active: false,
+      starting: false,
+      canAnalyze: false,
+      canStop: false,
+      canFollowUp: false
+    });
   }
 
   readonly picker = new DataFramePicker();
 
   get analyzeRequested(): ISignal<this, void> {
     return this._analyzeRequested;
+  }
+
+  get followUpRequested(): ISignal<this, void> {
+    return this._followUpRequested;
   }
 
   get stopRequested(): ISignal<this, void> {
@@ -94,14 +114,18 @@ export class RunForm extends Panel {
     this._analyze.hidden = state.active;
     this._analyze.disabled = !state.canAnalyze || !this.picker.value;
     this._analyze.textContent = state.starting ? 'Starting…' : 'Analyze this dataframe';
+    this._followUp.hidden = state.active || !state.canFollowUp;
+    this._followUp.disabled = state.starting;
     this._stop.hidden = !state.active;
     this._stop.disabled = !state.canStop;
   }
 
   private _question = document.createElement('textarea');
   private _analyze = document.createElement('button');
+  private _followUp = document.createElement('button');
   private _stop = document.createElement('button');
   private _analyzeRequested = new Signal<this, void>(this);
+  private _followUpRequested = new Signal<this, void>(this);
   private _stopRequested = new Signal<this, void>(this);
 }
 

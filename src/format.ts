@@ -3,7 +3,7 @@
  * with node alone.
  */
 
-import { CellRole, RunState, StopReason } from './schema';
+import { CellRole, IRunFinishedEvent, RunState, StopReason } from './schema';
 
 const MAX_SUMMARY = 90;
 
@@ -228,4 +228,93 @@ function firstLines(message: string): string {
     text = text.slice(0, 600) + '…';
   }
   return text;
+}
+
+/** A run in the notebook's run list: its question, or what it analysed without one. */
+export function runTitle(run: {
+  question?: string | null;
+  variable: string;
+  follows?: string | null;
+}): string {
+  const question = (run.question ?? '').split(/\s+/).join(' ').trim();
+  const text = question ? `“${clip(question, 80)}”` : `General analysis of ${run.variable}`;
+  return run.follows ? `Follow-up: ${text}` : text;
+}
+
+/** How far a run got and how it ended: "Finished · 12 steps · conclusions written". */
+export function runSummary(run: {
+  state: RunState;
+  step: number;
+  stop_reason?: string | null;
+  discarded?: boolean;
+}): string {
+  const parts = [stateLabel(run.state), `${run.step} step${run.step === 1 ? '' : 's'}`];
+  const reason = reasonLabel(run.stop_reason);
+  if (reason && run.stop_reason !== 'stopped') {
+    parts.push(reason);
+  }
+  if (run.discarded) {
+    parts.push('discarded');
+  }
+  return parts.join(' · ');
+}
+
+/**
+ * The line under a run's conclusions: its state, why it ended, steps, time, errors, the
+ * failed cells removed and the unverified numbers; then the error of a failed run.
+ */
+export function outcomeSummary(
+  run: { state: RunState; stop_reason?: string | null; error?: string | null },
+  finished: IRunFinishedEvent | null
+): string {
+  const parts: string[] = [stateLabel(run.state)];
+  const reason = reasonLabel(finished?.reason ?? run.stop_reason);
+  if (reason) {
+    parts.push(reason);
+  }
+  if (finished) {
+    parts.push(`${finished.steps} step${finished.steps === 1 ? '' : 's'}`);
+    if (finished.seconds > 0) {
+      parts.push(formatSeconds(finished.seconds));
+    }
+    if (finished.errors) {
+      const s = finished.errors === 1 ? '' : 's';
+      parts.push(`${finished.errors} error${s}, ${finished.errors_fixed} fixed`);
+    }
+    if (finished.cells_removed) {
+      const n = finished.cells_removed;
+      parts.push(`${n} failed cell${n === 1 ? '' : 's'} removed`);
+    }
+    if (finished.unverified?.length) {
+      parts.push(formatUnverified(finished.unverified));
+    }
+  }
+  let summary = parts.join(' · ');
+  if (run.error) {
+    summary += ` — ${run.error}`;
+  } else if (finished?.detail && ['kernel_died', 'model_error'].includes(finished.reason)) {
+    summary += ` — ${finished.detail}`;
+  }
+  return summary;
+}
+
+/** What the sidebar says when there is nothing to do yet, or '' when there is. */
+export function emptyText(state: {
+  notebook: boolean;
+  kernel: 'running' | 'dead' | 'none';
+  noFrames: boolean;
+}): string {
+  if (!state.notebook) {
+    return 'Open a notebook to start. The analyst works on a pandas DataFrame in the notebook’s kernel and writes its cells into that notebook.';
+  }
+  if (state.kernel === 'dead') {
+    return 'The kernel of this notebook died. Restart it, re-create your DataFrame, then press refresh.';
+  }
+  if (state.kernel === 'none') {
+    return 'This notebook has no running kernel. Select a Python kernel, load your data into a DataFrame, then press refresh.';
+  }
+  if (state.noFrames) {
+    return 'No DataFrame in this kernel yet. Run a cell that creates one, e.g. df = pd.read_csv("data.csv"), then press refresh.';
+  }
+  return '';
 }

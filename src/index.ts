@@ -18,6 +18,8 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { AnalystClient } from './api';
 import { analystIcon } from './icon';
 import { AnalystPanel, DEFAULT_SETTINGS, IAnalystSettings } from './panel';
+import { withProfileChoice } from './profilechoice';
+import { IProfilesReply } from './schema';
 
 const PLUGIN_ID = 'jupyter-analyst:plugin';
 
@@ -34,6 +36,7 @@ function readSettings(settings: ISettingRegistry.ISettings): IAnalystSettings {
   const profile = settings.get('profile').composite;
   const maxSteps = settings.get('maxSteps').composite;
   const keepFailedCells = settings.get('keepFailedCells').composite;
+  const appendAt = settings.get('appendAt').composite;
   return {
     profile: typeof profile === 'string' ? profile : DEFAULT_SETTINGS.profile,
     maxSteps:
@@ -43,7 +46,8 @@ function readSettings(settings: ISettingRegistry.ISettings): IAnalystSettings {
     keepFailedCells:
       typeof keepFailedCells === 'boolean'
         ? keepFailedCells
-        : DEFAULT_SETTINGS.keepFailedCells
+        : DEFAULT_SETTINGS.keepFailedCells,
+    appendAt: appendAt === 'active-cell' ? 'active-cell' : 'end'
   };
 }
 
@@ -130,8 +134,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     if (settingRegistry) {
-      settingRegistry
-        .load(PLUGIN_ID)
+      const registry = settingRegistry;
+      // The profile setting is a choice of the server's profiles (profilechoice.ts). The
+      // transform must be registered before the first load; it is synchronous, so the
+      // settings load at once (free-text profile) and the load is replayed with the choice
+      // when the server's reply arrives: a slow reply never delays the settings.
+      let profiles: IProfilesReply | null = null;
+      registry.transform(PLUGIN_ID, {
+        fetch: plugin => withProfileChoice(plugin, profiles)
+      });
+      const loaded = registry.load(PLUGIN_ID);
+      loaded
         .then(settings => {
           panel.settings = readSettings(settings);
           settings.changed.connect(() => {
@@ -140,6 +153,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
         })
         .catch(reason => {
           console.warn('jupyter-analyst: could not load the settings', reason);
+        });
+      Promise.all([loaded, client.profiles()])
+        .then(([, reply]) => {
+          profiles = reply;
+          return registry.load(PLUGIN_ID, true);
+        })
+        .catch(reason => {
+          console.warn('jupyter-analyst: no profile choice in the settings', reason);
         });
     }
   }

@@ -5,6 +5,8 @@
  * The panel follows the current notebook. For that notebook it shows the newest run the
  * server knows (started here, by the `%analyst` magic, or before a page reload): the event
  * stream replays a run's past events before the live ones, so the list is rebuilt from it.
+ * Below it, the notebook's runs: any of them can be shown, exported or discarded, and an
+ * ended run can be followed up in the same kernel.
  */
 
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
@@ -17,20 +19,20 @@ import { AnalystApiError, AnalystClient } from './api';
 import { ConclusionsView } from './conclusions';
 import { ExportView } from './export';
 import { RunFollower } from './follower';
-import {
-  baseName,
-  formatSeconds,
-  formatUnverified,
-  reasonLabel,
-  stateLabel
-} from './format';
+import { emptyText, outcomeSummary } from './format';
+import { FrameLoader } from './frames';
+import { PanelHeader } from './header';
+import { selectCell } from './reveal';
 import { RunForm } from './form';
 import { analystIcon } from './icon';
+import { ViewFollower } from './autofollow';
+import { NotebookRuns } from './notebookruns';
 import { ErrorNotice } from './notice';
 import { RunBar } from './runbar';
 import {
   IExportReply,
   IRunFinishedEvent,
+  IRunRequest,
   IRunStatus,
   isActive,
   RunEvent
@@ -45,12 +47,15 @@ export interface IAnalystSettings {
   maxSteps: number;
   /** Keep failed cells a later fix superseded (by default a run's end removes them). */
   keepFailedCells: boolean;
+  /** Where a new run's cells go: after the active cell, or at the end of the notebook. */
+  appendAt: 'end' | 'active-cell';
 }
 
 export const DEFAULT_SETTINGS: IAnalystSettings = {
   profile: '',
   maxSteps: 40,
-  keepFailedCells: false
+  keepFailedCells: false,
+  appendAt: 'end'
 };
 
 /** The minimal view of the notebook tracker the panel needs. */
@@ -72,9 +77,6 @@ export namespace AnalystPanel {
   }
 }
 
-/** How often a busy kernel is asked again for its DataFrames. */
-const FRAMES_RETRIES = 4;
-
 export class AnalystPanel extends Panel {
   constructor(options: AnalystPanel.IOptions) {
     super();
@@ -87,7 +89,12 @@ export class AnalystPanel extends Panel {
     this._activate = options.activate;
     this._settings = { ...DEFAULT_SETTINGS, ...(options.settings ?? {}) };
 
-    this.addWidget(this._buildHeader());
+    this._header = new PanelHeader(this._client);
+    this._frames = new FrameLoader(this._client, this._form.picker, this._notice, () =>
+      this._update()
+    );
+    this._header.profile = this._settings.profile;
+    this.addWidget(this._header);
     this.addWidget(this._notice);
     this._empty.addClass('jp-Analyst-empty');
     this._empty.node.setAttribute('data-testid', 'analyst-empty');
@@ -102,8 +109,16 @@ export class AnalystPanel extends Panel {
       path => void options.commands.execute('docmanager:open', { path })
     );
     this.addWidget(this._export);
+    this._runs = new NotebookRuns({
+      client: this._client,
+      notice: this._notice,
+      request: (action, run) => void this._onRunRequest(action, run),
+      changed: () => void (this._notebook && this._loadRun(this._notebook))
+    });
+    this.addWidget(this._runs.list);
 
     this._form.analyzeRequested.connect(() => void this.analyze());
+    this._form.followUpRequested.connect(() => void this.followUp());
     this._form.stopRequested.connect(() => void this.stop());
     this._form.picker.refreshRequested.connect(() => void this.refresh());
     this._form.picker.changed.connect(() => this._update());
@@ -134,7 +149,7 @@ export class AnalystPanel extends Panel {
 
   set settings(settings: IAnalystSettings) {
     this._settings = { ...DEFAULT_SETTINGS, ...settings };
-    this._updateModelLine();
+    this._header.profile = this._settings.profile;
   }
 
   get canAnalyze(): boolean {
@@ -147,6 +162,17 @@ export class AnalystPanel extends Panel {
 
   get canExport(): boolean {
     return !!this._run && !isActive(this._run.state) && !this._exporting;
+  }
+
+  /** The shown run has ended and its cells are still in the notebook: it can go on. */
+  get canFollowUp(): boolean {
+    const run = this._run;
+    return !!run && !isActive(run.state) && !run.discarded && this.canAnalyze;
+  }
+
+  /** The runs of the current notebook, newest first. */
+  get runs(): IRunStatus[] {
+    return this._runs.runs;
   }
 
   /** Ask the kernel for its DataFrames again, and look for a run of this notebook. */
@@ -182,19 +208,51 @@ export class AnalystPanel extends Panel {
       return;
     }
     const text = (question ?? this._form.question).trim();
+    const active = notebook.content.activeCell?.model.id;
+    await this._start(notebook, {
+      variable: name,
+      question: text || null,
+      ...(this._settings.appendAt === 'active-cell' && active ? { after_cell_id: active } : {})
+    });
+  }
+
+  /**
+   * Continue the shown run (it has ended) with `question` (default: the question box), in
+   * the same kernel, with its conclusions and cells in the model's context; the new cells
+   * go after the earlier run's.
+   */
+  async followUp(question?: string): Promise<void> {
+    const notebook = this._notebook;
+    const run = this._run;
+    if (!notebook || !run || !this.canFollowUp) {
+      return;
+    }
+    const text = (question ?? this._form.question).trim();
+    if (!text || text === run.question?.trim()) {
+      this._notice.showMessage(
+        'Type the follow-up question first, e.g. “now break it down by month”.'
+      );
+      return;
+    }
+    await this._start(notebook, { follow_up: run.run_id, question: text });
+  }
+
+  /** POST the run; the previous run leaves the panel at once (no stale status meanwhile). */
+  private async _start(notebook: NotebookPanel, request: Partial<IRunRequest>): Promise<void> {
     this._notice.clear();
     this._starting = true;
+    this._unfollow();
     this._update();
     try {
       const status = await this._client.startRun({
         path: notebook.context.localPath,
-        variable: name,
-        question: text || null,
         max_steps: this._settings.maxSteps > 0 ? this._settings.maxSteps : null,
         profile: this._settings.profile.trim() || null,
-        ...(this._settings.keepFailedCells ? { keep_failed_cells: true } : {})
+        ...(this._settings.keepFailedCells ? { keep_failed_cells: true } : {}),
+        ...request
       });
       if (this._notebook === notebook) {
+        this._seen.add(status.run_id);
         this._follow(status);
       }
     } catch (error) {
@@ -202,6 +260,9 @@ export class AnalystPanel extends Panel {
     } finally {
       this._starting = false;
       this._update();
+      if (this._notebook === notebook) {
+        void this._loadRun(notebook); // the new run in the list, or the previous one back
+      }
     }
   }
 
@@ -225,10 +286,10 @@ export class AnalystPanel extends Panel {
     }
   }
 
-  /** Write the report next to the notebook and show where it went. */
+  /** Write the report of the shown run next to the notebook and show where it went. */
   async exportReport(): Promise<IExportReply | null> {
     const run = this._run;
-    if (!run) {
+    if (!run || isActive(run.state)) {
       return null;
     }
     this._notice.clear();
@@ -247,9 +308,9 @@ export class AnalystPanel extends Panel {
     }
   }
 
-  /** Bring the notebook of the run forward and select the cell `cellId`. */
-  async revealCell(cellId: string): Promise<void> {
-    const path = this._run?.path ?? this._notebook?.context.localPath;
+  /** Bring the notebook of the run (or `path`) forward and select the cell `cellId`. */
+  async revealCell(cellId: string, path?: string): Promise<void> {
+    path = path ?? this._run?.path ?? this._notebook?.context.localPath;
     let panel: NotebookPanel | null | undefined = this._notebook;
     if (path && panel && Private.normalize(panel.context.localPath) !== Private.normalize(path)) {
       panel = this._notebooks.find(
@@ -260,26 +321,13 @@ export class AnalystPanel extends Panel {
       this._notice.showMessage('The notebook of this run is not open.');
       return;
     }
-    const notebook = panel.content;
-    const index = notebook.widgets.findIndex(cell => cell.model.id === cellId);
-    if (index < 0) {
-      this._notice.showMessage(
-        'That cell is no longer in the notebook (it was deleted or moved elsewhere).'
-      );
-      return;
-    }
-    this._notice.clear();
     this._activate(panel.id);
-    notebook.deselectAll();
-    notebook.activeCellIndex = index;
-    try {
-      await notebook.scrollToCell(notebook.widgets[index], 'center');
-    } catch {
-      // the cell is selected even when the scroll could not be animated
+    const problem = await selectCell(panel, cellId);
+    if (problem) {
+      this._notice.showMessage(problem);
+    } else {
+      this._notice.clear();
     }
-    // select the cell, don't edit it (scrollToCell activates the cell, which focuses its
-    // editor): stray typing must not change the analyst's cell
-    notebook.mode = 'command';
   }
 
   dispose(): void {
@@ -288,8 +336,9 @@ export class AnalystPanel extends Panel {
     }
     this._follower?.dispose();
     this._follower = null;
+    this._view?.dispose();
     window.clearTimeout(this._executedTimer);
-    window.clearTimeout(this._framesRetry);
+    this._frames.dispose();
     NotebookActions.executed.disconnect(this._onCellExecuted, this);
     Signal.clearData(this);
     super.dispose();
@@ -298,9 +347,7 @@ export class AnalystPanel extends Panel {
   protected onAfterShow(): void {
     // cheap, and what the user expects when opening the sidebar after running cells
     void this.refresh();
-    if (!this._profilesLoaded) {
-      void this._loadProfiles();
-    }
+    void this._header.loadProfiles();
   }
 
   // ---- notebook tracking ---------------------------------------------------------------
@@ -322,9 +369,10 @@ export class AnalystPanel extends Panel {
     this._notebook = panel;
     this._form.question = (panel && this._questions.get(panel)) ?? '';
     this._unfollow();
+    this._runs.clear();
+    this._seen = new Set();
     this._notice.clear();
-    this._form.picker.setFrames([]);
-    this._framesLoaded = false;
+    this._frames.reset();
     if (panel) {
       panel.sessionContext.kernelChanged.connect(this._onKernelChanged, this);
       panel.sessionContext.statusChanged.connect(this._onKernelStatus, this);
@@ -347,8 +395,7 @@ export class AnalystPanel extends Panel {
   }
 
   private _onKernelChanged(): void {
-    this._form.picker.setFrames([]);
-    this._framesLoaded = false;
+    this._frames.reset();
     this._update();
     if (this.isVisible && this._notebook) {
       void this._loadFrames(this._notebook);
@@ -393,51 +440,18 @@ export class AnalystPanel extends Panel {
 
   // ---- data ----------------------------------------------------------------------------
 
-  /**
-   * List the kernel's DataFrames. A busy kernel (409: it is running a cell, e.g. the one a
-   * stop just interrupted) is asked again a few times before the panel says so; frames
-   * already listed stay listed meanwhile.
-   */
-  private async _loadFrames(panel: NotebookPanel, attempt = 0): Promise<void> {
+  /** List the kernel's DataFrames (``FrameLoader``), unless it has none to list. */
+  private async _loadFrames(panel: NotebookPanel): Promise<void> {
     await panel.sessionContext.ready;
     if (this._notebook !== panel) {
       return;
     }
-    window.clearTimeout(this._framesRetry);
-    const picker = this._form.picker;
     if (!this._hasKernel()) {
-      picker.setFrames([]);
+      this._frames.reset();
       this._update();
       return;
     }
-    picker.busy = true;
-    try {
-      const reply = await this._client.dataframes(panel.context.localPath);
-      if (this._notebook === panel) {
-        this._framesLoaded = true;
-        picker.setFrames(reply.dataframes);
-        this._notice.clear('frames');
-      }
-    } catch (error) {
-      if (this._notebook !== panel) {
-        return;
-      }
-      const busy = error instanceof AnalystApiError && error.status === 409;
-      if (busy && attempt < FRAMES_RETRIES) {
-        this._framesRetry = window.setTimeout(
-          () => void this._loadFrames(panel, attempt + 1),
-          1000 * (attempt + 1)
-        );
-        return;
-      }
-      if (!picker.frames.length) {
-        picker.setFrames([], 'Could not list DataFrames');
-      }
-      this._notice.showMessage(Private.describe(error), 'frames');
-    } finally {
-      picker.busy = false;
-      this._update();
-    }
+    await this._frames.load(panel.context.localPath, () => this._notebook === panel);
   }
 
   /** Show the newest run of this notebook, if the server has one we don't show yet. */
@@ -452,28 +466,40 @@ export class AnalystPanel extends Panel {
     if (this._notebook !== panel || this._starting) {
       return;
     }
-    const path = Private.normalize(panel.context.localPath);
-    const newest = runs.find(r => Private.normalize(r.path) === path);
+    this._runs.setRuns(runs, panel.context.localPath, this._run?.run_id ?? null);
+    const listed = this._runs.runs.find(r => r.run_id === this._run?.run_id);
+    if (this._run && listed && !!listed.discarded !== !!this._run.discarded) {
+      this._run = { ...this._run, discarded: listed.discarded }; // discarded or restored
+      this._update();
+    }
+    const newest = this._runs.runs[0];
     if (!newest) {
       return;
     }
+    // A run the panel has not seen (the magic's, one from before a reload) is shown; an
+    // older run the user chose to show stays shown.
+    const fresh = !this._seen.has(newest.run_id);
+    for (const run of this._runs.runs) {
+      this._seen.add(run.run_id);
+    }
     const same = this._run?.run_id === newest.run_id;
-    if (!same || (!this._follower?.connected && isActive(newest.state))) {
+    if ((fresh && !same) || !this._run || (same && !this._follower?.connected && isActive(newest.state))) {
       this._follow(newest);
     }
   }
 
-  private async _loadProfiles(): Promise<void> {
-    try {
-      const reply = await this._client.profiles();
-      this._profilesLoaded = true;
-      this._defaultProfile = reply.default;
-      this._defaultReason = reply.reason;
-      this._profileNames = reply.profiles.map(p => p.name);
-    } catch {
-      // optional information: the panel works without it
+  /** A button of the run list: show, go to the first cell, or export that run. */
+  private async _onRunRequest(action: 'show' | 'jump' | 'export', run: IRunStatus): Promise<void> {
+    if (action === 'jump') {
+      await this.revealCell(run.cells[0], run.path);
+      return;
     }
-    this._updateModelLine();
+    if (this._run?.run_id !== run.run_id) {
+      this._follow(run);
+    }
+    if (action === 'export') {
+      await this.exportReport();
+    }
   }
 
   // ---- the followed run ----------------------------------------------------------------
@@ -481,6 +507,9 @@ export class AnalystPanel extends Panel {
   private _follow(status: IRunStatus): void {
     this._unfollow();
     this._followedActive = isActive(status.state);
+    if (this._followedActive && this._notebook) {
+      this._view = new ViewFollower(this._notebook);
+    }
     this._setRun(status);
     this._follower = new RunFollower(this._client, status.run_id, status.state, {
       reset: () => {
@@ -496,6 +525,8 @@ export class AnalystPanel extends Panel {
   private _unfollow(): void {
     this._follower?.dispose();
     this._follower = null;
+    this._view?.dispose();
+    this._view = null;
     this._run = null;
     this._finished = null;
     this._steps.reset();
@@ -515,6 +546,9 @@ export class AnalystPanel extends Panel {
       this._run = { ...this._run, step: event.step };
     }
     this._steps.apply(event);
+    if (event.type === 'cell_added' && this._run && isActive(this._run.state)) {
+      this._view?.cellAdded(event.cell_id);
+    }
     if (event.type === 'run_finished') {
       this._finished = event;
       void this._showOutcome();
@@ -535,6 +569,7 @@ export class AnalystPanel extends Panel {
     if (isActive(status.state) && previous?.run_id !== status.run_id && this._run.question) {
       this._form.question = this._run.question; // reattached (a reload): the run's own question
     }
+    this._runs.update(this._run, this._run.run_id);
     if (!isActive(status.state) && (previous?.state !== status.state || this._conclusions.isHidden)) {
       void this._showOutcome(endedHere);
       if (endedHere) {
@@ -557,34 +592,7 @@ export class AnalystPanel extends Panel {
     if (!run || isActive(run.state)) {
       return; // the final status frame follows run_finished; show it then
     }
-    const parts: string[] = [stateLabel(run.state)];
-    const reason = reasonLabel(finished?.reason ?? run.stop_reason);
-    if (reason) {
-      parts.push(reason);
-    }
-    if (finished) {
-      parts.push(`${finished.steps} step${finished.steps === 1 ? '' : 's'}`);
-      if (finished.seconds > 0) {
-        parts.push(formatSeconds(finished.seconds));
-      }
-      if (finished.errors) {
-        const s = finished.errors === 1 ? '' : 's';
-        parts.push(`${finished.errors} error${s}, ${finished.errors_fixed} fixed`);
-      }
-      if (finished.cells_removed) {
-        const n = finished.cells_removed;
-        parts.push(`${n} failed cell${n === 1 ? '' : 's'} removed`);
-      }
-      if (finished.unverified?.length) {
-        parts.push(formatUnverified(finished.unverified));
-      }
-    }
-    let summary = parts.join(' · ');
-    if (run.error) {
-      summary += ` — ${run.error}`;
-    } else if (finished?.detail && ['kernel_died', 'model_error'].includes(finished.reason)) {
-      summary += ` — ${finished.detail}`;
-    }
+    const summary = outcomeSummary(run, finished);
     await this._conclusions.setAnswer(finished?.answer ?? run.answer ?? null, summary);
     if (reveal && this._run === run) {
       this._conclusions.node.scrollIntoView?.({ block: 'start', behavior: 'smooth' });
@@ -593,51 +601,18 @@ export class AnalystPanel extends Panel {
 
   // ---- rendering -----------------------------------------------------------------------
 
-  private _buildHeader(): Widget {
-    const header = new Widget();
-    header.addClass('jp-Analyst-header');
-    const title = document.createElement('h2');
-    title.className = 'jp-Analyst-title';
-    title.textContent = 'Analyst';
-    this._notebookLine.className = 'jp-Analyst-notebookLine';
-    this._modelLine.className = 'jp-Analyst-modelLine';
-    header.node.append(title, this._notebookLine, this._modelLine);
-    return header;
-  }
-
-  private _updateModelLine(): void {
-    const chosen = this._settings.profile.trim();
-    let text = '';
-    let title = '';
-    if (chosen) {
-      const known = !this._profileNames.length || this._profileNames.includes(chosen);
-      text = `Model: ${chosen} (from settings)`;
-      if (!known) {
-        text += ' — not a profile this server knows';
-      }
-    } else if (this._defaultProfile) {
-      text = `Model: ${this._defaultProfile}`;
-      title = this._defaultReason;
-    }
-    this._modelLine.textContent = text;
-    this._modelLine.title = title;
-  }
-
   /** The empty state, or '' when there is none to show. */
   private _emptyText(): string {
     const notebook = this._notebook;
-    if (!notebook) {
-      return 'Open a notebook to start. The analyst works on a pandas DataFrame in the notebook’s kernel and writes its cells into that notebook.';
-    }
-    if (!this._hasKernel()) {
-      return notebook.sessionContext.kernelDisplayStatus === 'dead'
-        ? 'The kernel of this notebook died. Restart it, re-create your DataFrame, then press refresh.'
-        : 'This notebook has no running kernel. Select a Python kernel, load your data into a DataFrame, then press refresh.';
-    }
-    if (this._framesLoaded && !this._form.picker.frames.length && !this._active()) {
-      return 'No DataFrame in this kernel yet. Run a cell that creates one, e.g. df = pd.read_csv("data.csv"), then press refresh.';
-    }
-    return '';
+    return emptyText({
+      notebook: !!notebook,
+      kernel: this._hasKernel()
+        ? 'running'
+        : notebook?.sessionContext.kernelDisplayStatus === 'dead'
+          ? 'dead'
+          : 'none',
+      noFrames: this._frames.loaded && !this._form.picker.frames.length && !this._active()
+    });
   }
 
   private _update(): void {
@@ -646,10 +621,7 @@ export class AnalystPanel extends Panel {
     const active = this._active();
     const hasKernel = this._hasKernel();
 
-    this._notebookLine.textContent = notebook
-      ? `Notebook: ${baseName(notebook.context.localPath)}`
-      : '';
-    this._notebookLine.title = notebook?.context.localPath ?? '';
+    this._header.notebookPath = notebook?.context.localPath ?? '';
 
     const empty = this._emptyText();
     this._empty.node.textContent = empty;
@@ -661,7 +633,8 @@ export class AnalystPanel extends Panel {
       active,
       starting: this._starting,
       canAnalyze: this.canAnalyze,
-      canStop: this.canStop
+      canStop: this.canStop,
+      canFollowUp: this.canFollowUp
     });
     this._runBar.render(run);
     this._steps.setHidden(!run);
@@ -681,20 +654,18 @@ export class AnalystPanel extends Panel {
   private _run: IRunStatus | null = null;
   private _finished: IRunFinishedEvent | null = null;
   private _follower: RunFollower | null = null;
+  private _view: ViewFollower | null = null;
+  /** Runs of this notebook the panel has listed: a new one (the magic's) is shown. */
+  private _seen = new Set<string>();
+  private _runs: NotebookRuns;
   private _followedActive = false;
   private _executedTimer = 0;
-  private _framesRetry = 0;
   private _starting = false;
   private _exporting = false;
-  private _framesLoaded = false;
   private _lastKernelKnown = false;
-  private _profilesLoaded = false;
-  private _defaultProfile = '';
-  private _defaultReason = '';
-  private _profileNames: string[] = [];
 
-  private _notebookLine = document.createElement('div');
-  private _modelLine = document.createElement('div');
+  private _header: PanelHeader;
+  private _frames: FrameLoader;
   private _notice = new ErrorNotice();
   private _empty = new Widget();
   private _form = new RunForm();

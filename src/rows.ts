@@ -35,6 +35,9 @@ export const STATUS_TEXT: Record<RowStatus, string> = {
   written: ''
 };
 
+/** A step whose cell the user edited while it ran. */
+export const EDITED_NOTE = 'you edited its cell, so it ran in a copy below it';
+
 /** Why a removed row has no cell to show. */
 export const REMOVED_DETAIL =
   'Fixed later, removed from the notebook (the run’s record keeps it).';
@@ -138,7 +141,17 @@ export class StepRows {
         break;
       }
       case 'cell_executed': {
-        const row = this._rows.get(`cell-${event.cell_id}`);
+        let row = this._rows.get(`cell-${event.cell_id}`);
+        if (!row && event.copy_of) {
+          // the user edited the agent's cell while it ran: its code ran in a copy below it,
+          // so the step now shows (and jumps to) that copy; the edited cell is the user's
+          row = this._rows.get(`cell-${event.copy_of}`);
+          if (row) {
+            row.cellId = event.cell_id;
+            row.note = EDITED_NOTE;
+            this._rows.set(`cell-${event.cell_id}`, row);
+          }
+        }
         if (!row) {
           break;
         }

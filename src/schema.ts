@@ -112,6 +112,8 @@ export interface IRunStatus {
   follows?: string | null;
   /** Its cells were taken out of the notebook (restore puts them back). */
   discarded?: boolean;
+  /** The names its cells bound in the kernel, once it ended (discard deletes them). */
+  created?: string[];
 }
 
 /** POST runs/{id}/discard `{variables}`. */
@@ -206,6 +208,11 @@ export interface ICellExecutedEvent {
   figures: number;
   observation: string;
   fixed_error: boolean;
+  /**
+   * Added by the server: the user edited the agent's cell `copy_of` while it ran, so the
+   * agent's code ran in this fresh copy after it (the edited cell stays the user's).
+   */
+  copy_of?: string;
 }
 
 export interface IRunFinishedEvent {

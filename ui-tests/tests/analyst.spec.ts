@@ -263,6 +263,101 @@ test.describe('Analyst sidebar', () => {
     await expect(page.locator(`${PANEL} [data-testid="analyst-analyze"]`)).toBeEnabled();
   });
 
+  test('follows up, lists the runs, discards and undoes, appends at the active cell', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    // a name of its own: the server remembers runs by path, also those of an earlier try
+    const notebook = await openPenguins(page, tmpPath, `runs-${Date.now()}.ipynb`);
+    await page.evaluate(async () => {
+      const registry = await (window as any).galata.getPlugin(
+        '@jupyterlab/apputils-extension:settings'
+      );
+      await registry.set('jupyter-analyst:plugin', 'maxSteps', 6);
+    });
+    await openSidebar(page);
+    const state = page.locator(`${PANEL} [data-testid="analyst-run-state"]`);
+    const items = page.locator(`${PANEL} [data-testid="analyst-run-item"]`);
+    const followUp = page.locator(`${PANEL} [data-testid="analyst-follow-up"]`);
+    await expect(followUp).toBeHidden(); // nothing to follow up yet
+    await startRun(page, 'How does body mass differ by species?');
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 60000 });
+    await expect(items).toHaveCount(1);
+    const first = await items.first().getAttribute('data-run-id');
+
+    // the follow-up: same kernel, its cells right after the earlier run's
+    await page.locator(`${PANEL} [data-testid="analyst-question"]`).fill('Now compare by island');
+    await expect(followUp).toBeEnabled();
+    await followUp.click();
+    await expect(items).toHaveCount(2, { timeout: 30000 });
+    await expect(items.first()).toContainText('Follow-up: “Now compare by island”');
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 60000 });
+    const second = await items.first().getAttribute('data-run-id');
+    await shot(page, testInfo, 'run-list');
+    let saved = await fetchNotebook(page, notebook);
+    await expect
+      .poll(async () => agentCells(await fetchNotebook(page, notebook)).filter(
+        (c: any) => c.metadata.jupyter_analyst.run_id === second
+      ).length, { timeout: 20000 })
+      .toBeGreaterThan(1);
+    saved = await fetchNotebook(page, notebook);
+    const owners = saved.cells.map((c: any) => c.metadata?.jupyter_analyst?.run_id ?? null);
+    expect(owners.lastIndexOf(first)).toBeLessThan(owners.indexOf(second));
+    const cellsWithBoth = await page.notebook.getCellCount();
+    const secondCells = owners.filter((o: string | null) => o === second).length;
+
+    // discard the follow-up (asked first), then undo it
+    await items.first().locator('[data-action="discard"]').click();
+    const dialog = page.locator('.jp-Dialog');
+    await expect(dialog).toContainText('Discard this run?');
+    await expect(dialog).toContainText('Also delete the variables it made');
+    await shot(page, testInfo, 'discard-dialog');
+    await dialog.locator('.jp-mod-warn', { hasText: 'Discard' }).click();
+    await expect(items.first()).toContainText('discarded');
+    await expect(page.locator(`${PANEL} [data-testid="analyst-run-list-status"]`)).toContainText(
+      `Discarded ${secondCells} cell`
+    );
+    await expect.poll(async () => page.notebook.getCellCount()).toBe(cellsWithBoth - secondCells);
+    await expect(followUp).toBeHidden(); // nothing left to follow up
+    await shot(page, testInfo, 'discarded');
+    await items.first().locator('[data-action="restore"]').click();
+    await expect.poll(async () => page.notebook.getCellCount()).toBe(cellsWithBoth);
+    await expect(items.first()).not.toContainText('discarded');
+    await expect(followUp).toBeVisible();
+    await expect
+      .poll(async () =>
+        (await fetchNotebook(page, notebook)).cells.map(
+          (c: any) => c.metadata?.jupyter_analyst?.run_id ?? null
+        )
+      , { timeout: 20000 })
+      .toEqual(owners);
+
+    // "Show" puts an older run back in the panel; a later listing does not switch away
+    await items.nth(1).locator('[data-action="show"]').click();
+    await expect(items.nth(1)).toHaveClass(/jp-mod-shown/);
+    await expect(followUp).toBeVisible();
+
+    // a new run after the active cell, as the setting asks
+    await page.evaluate(async () => {
+      const registry = await (window as any).galata.getPlugin(
+        '@jupyterlab/apputils-extension:settings'
+      );
+      await registry.set('jupyter-analyst:plugin', 'appendAt', 'active-cell');
+      await registry.set('jupyter-analyst:plugin', 'maxSteps', 2);
+    });
+    await page.notebook.selectCells(0);
+    await startRun(page, '');
+    await expect(items).toHaveCount(3, { timeout: 30000 });
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 60000 });
+    const third = await items.first().getAttribute('data-run-id');
+    await expect
+      .poll(async () => (await fetchNotebook(page, notebook)).cells[1]?.metadata?.jupyter_analyst?.run_id ?? null, {
+        timeout: 20000
+      })
+      .toBe(third);
+    validateOnDisk(notebook);
+  });
+
   test('sends the profile and step budget from the settings', async ({ page, tmpPath }, testInfo) => {
     await openPenguins(page, tmpPath, 'settings.ipynb');
     await page.evaluate(async () => {
@@ -346,7 +441,7 @@ test.describe('Analyst sidebar', () => {
       );
       return Object.keys(settings.schema.properties ?? {}).sort();
     });
-    expect(schema).toEqual(['keepFailedCells', 'maxSteps', 'profile']);
+    expect(schema).toEqual(['appendAt', 'keepFailedCells', 'maxSteps', 'profile']);
     await page.keyboard.press('Control+Shift+C');
     await page.locator('.lm-CommandPalette-input').fill('Analyst');
     await expect(page.locator('.lm-CommandPalette-item', { hasText: 'Open the Analyst Sidebar' })).toBeVisible();

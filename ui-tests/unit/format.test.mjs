@@ -3,11 +3,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
+  emptyText,
   formatBytes,
   formatSeconds,
   formatShape,
   messageFromBody,
+  outcomeSummary,
   reasonLabel,
+  runSummary,
+  runTitle,
   summarizeCell
 } from '../../lib/format.js';
 
@@ -67,4 +71,38 @@ test('API errors show the message field, never a traceback', () => {
   assert.equal(messageFromBody(JSON.stringify({ reason: 'Conflict' }), 409), 'Conflict');
   assert.match(messageFromBody('<html>oops</html>', 500, 'Internal Server Error'), /500 Internal Server Error/);
   assert.match(messageFromBody('', 404), /server extension installed/);
+});
+
+test('a run in the run list: its question, or the frame it analysed; a follow-up says so', () => {
+  assert.equal(runTitle({ question: 'Why  did\nchurn rise?', variable: 'df' }), '“Why did churn rise?”');
+  assert.equal(runTitle({ question: null, variable: 'sales' }), 'General analysis of sales');
+  assert.equal(runTitle({ question: 'now by month', variable: 'df', follows: 'abc' }), 'Follow-up: “now by month”');
+  assert.equal(
+    runSummary({ state: 'finished', step: 12, stop_reason: 'final_answer' }),
+    'Finished · 12 steps · conclusions written'
+  );
+  assert.equal(runSummary({ state: 'stopped', step: 1, stop_reason: 'stopped', discarded: true }), 'Stopped · 1 step · discarded');
+});
+
+test('the outcome line says how a run ended, and a failed run why', () => {
+  const finished = {
+    type: 'run_finished', reason: 'final_answer', answer: 'x', steps: 9, tokens: 0, seconds: 75,
+    errors: 2, errors_fixed: 2, detail: '', created: [], prechecks: 0, grounding_returns: 0,
+    malformed_calls: 0, cells_removed: 1, unverified: ['3.5']
+  };
+  assert.equal(
+    outcomeSummary({ state: 'finished', stop_reason: 'final_answer', error: null }, finished),
+    'Finished · conclusions written · 9 steps · 1 min 15 s · 2 errors, 2 fixed · 1 failed cell removed · 1 unverified number: 3.5'
+  );
+  assert.equal(
+    outcomeSummary({ state: 'failed', stop_reason: null, error: 'the kernel died' }, null),
+    'Failed — the kernel died'
+  );
+});
+
+test('the empty state names the next thing to do', () => {
+  assert.match(emptyText({ notebook: false, kernel: 'none', noFrames: false }), /^Open a notebook/);
+  assert.match(emptyText({ notebook: true, kernel: 'dead', noFrames: false }), /kernel of this notebook died/);
+  assert.match(emptyText({ notebook: true, kernel: 'running', noFrames: true }), /No DataFrame/);
+  assert.equal(emptyText({ notebook: true, kernel: 'running', noFrames: false }), '');
 });

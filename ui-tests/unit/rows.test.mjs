@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { formatUnverified } from '../../lib/format.js';
-import { hasCell, REMOVED_DETAIL, STATUS_TEXT, StepRows } from '../../lib/rows.js';
+import { EDITED_NOTE, hasCell, REMOVED_DETAIL, STATUS_TEXT, StepRows } from '../../lib/rows.js';
 
 const added = (id, source, extra = {}) => ({
   type: 'cell_added',
@@ -98,4 +98,19 @@ test('a cell the stop interrupted is shown as stopped, not as an error', () => {
   assert.equal(rows.get('cell-s1').status, 'interrupted');
   assert.equal(STATUS_TEXT[rows.get('cell-s1').status], 'stopped');
   assert.equal(rows.get('cell-s1').detail.includes('Error'), false);
+});
+
+test('a cell the user edited while it ran: its step follows the copy that ran', () => {
+  const rows = new StepRows();
+  rows.apply(added('a1', "df['x'].mean()"));
+  const changes = rows.apply(executed('copy1', 'ok', { copy_of: 'a1' }));
+  assert.equal(changes.changed.length, 1);
+  const [row] = changes.changed;
+  assert.equal(row.cellId, 'copy1');
+  assert.equal(row.status, 'ok');
+  assert.equal(row.note, EDITED_NOTE);
+  assert.equal(hasCell(row), true);
+  // a tidy later names the copy: the same row
+  const removed = rows.apply({ type: 'cells_removed', cell_ids: ['copy1'], reason: 'superseded' });
+  assert.equal(removed.changed[0], row);
 });
