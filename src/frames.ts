@@ -43,7 +43,11 @@ export class FrameLoader {
       const reply = await this._client.dataframes(path);
       if (current()) {
         this._loaded = true;
-        picker.setFrames(reply.dataframes);
+        // a run waiting for the user's cell has not read its frame yet: say why none is listed
+        picker.setFrames(
+          reply.dataframes,
+          reply.run_id ? 'In use by the running analysis' : undefined
+        );
         this._notice.clear('frames');
       }
     } catch (error) {

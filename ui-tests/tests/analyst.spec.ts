@@ -358,6 +358,89 @@ test.describe('Analyst sidebar', () => {
     validateOnDisk(notebook);
   });
 
+  test('reattaches after a reload while the run waits for the user\'s cell', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openPenguins(page, tmpPath, `reload-${Date.now()}.ipynb`);
+    await page.evaluate(async () => {
+      const registry = await (window as any).galata.getPlugin(
+        '@jupyterlab/apputils-extension:settings'
+      );
+      await registry.set('jupyter-analyst:plugin', 'maxSteps', 3);
+    });
+    await openSidebar(page);
+    const picker = page.locator(`${PANEL} [data-testid="analyst-dataframe"]`);
+    await expect(picker.locator('option[value="df"]')).toHaveCount(1);
+    // the user's own cell keeps the kernel busy; the run queues behind it
+    await page.notebook.addCell('code', "import time\ntime.sleep(25)\nopen('my-cell-finished.txt', 'w').write('yes')");
+    await page.notebook.runCell(1, { wait: false });
+    await startRun(page, 'Which species is heaviest?');
+    const state = page.locator(`${PANEL} [data-testid="analyst-run-state"]`);
+    await expect(state).toContainText('waiting for your running cell to finish');
+
+    // a plain reload: galata's waits for the launcher, which a restored notebook hides
+    await page.reload({ waitForIsReady: false });
+    await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
+    await openSidebar(page);
+    // the same run, its question, and no message blaming the kernel for the analyst's run
+    await expect(state).toHaveAttribute('data-state', /starting|running/);
+    await expect(state).toContainText('Which species is heaviest?');
+    await expect(page.locator(`${PANEL} [data-testid="analyst-question"]`)).toHaveValue(
+      'Which species is heaviest?'
+    );
+    await expect(page.locator(`${PANEL} [data-testid="analyst-error"]`)).toBeHidden();
+    await expect(page.locator(`${PANEL} [data-testid="analyst-stop"]`)).toBeVisible();
+    await shot(page, testInfo, 'reattached');
+    // it goes on to its end once the user's cell is done, and that cell was not interrupted
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 90000 });
+    // (its output went to the page before the reload; the file it writes shows it ran on)
+    expect(await page.contents.fileExists(`${tmpPath}/my-cell-finished.txt`)).toBe(true);
+  });
+
+  test('the magic writes into its own notebook after a rename, and follows up', async ({
+    page,
+    tmpPath
+  }) => {
+    const first = `magic-${Date.now()}.ipynb`;
+    await openPenguins(page, tmpPath, first);
+    // rename it in JupyterLab (the kernel's session follows; its JPY_SESSION_NAME does not)
+    const renamed = `${tmpPath}/sales_review-${Date.now()}.ipynb`;
+    await page.evaluate(
+      async ([from, to]) => {
+        await (window as any).jupyterapp.serviceManager.contents.rename(from, to);
+      },
+      [`${tmpPath}/${first}`, renamed]
+    );
+    await expect(page.locator('.jp-mod-current .lm-TabBar-tabLabel')).toHaveText(path.basename(renamed));
+    await openSidebar(page);
+    await page.notebook.addCell(
+      'code',
+      '%load_ext jupyter_analyst\n%analyst df "Which species is heaviest?" --max-steps 3'
+    );
+    await page.notebook.runCell(1);
+    const output = page.locator('.jp-Cell').nth(1).locator('.jp-OutputArea-output');
+    await expect(output).toContainText(`started on ${renamed}`);
+    const items = page.locator(`${PANEL} [data-testid="analyst-run-item"]`);
+    await expect(items).toHaveCount(1, { timeout: 30000 });
+    const state = page.locator(`${PANEL} [data-testid="analyst-run-state"]`);
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 60000 });
+    await expect
+      .poll(async () => agentCells(await fetchNotebook(page, renamed)).length, { timeout: 20000 })
+      .toBeGreaterThan(1);
+
+    // %analyst --follow-up continues that run, in the same notebook
+    const cells = await page.notebook.getCellCount();
+    await page.notebook.addCell('code', '%analyst --follow-up "And by island?" --max-steps 3');
+    await page.notebook.runCell(cells);
+    await expect(page.locator('.jp-Cell').nth(cells).locator('.jp-OutputArea-output')).toContainText(
+      'analyst: run '
+    );
+    await expect(items).toHaveCount(2, { timeout: 30000 });
+    await expect(items.first()).toContainText('Follow-up: “And by island?”');
+    await expect(state).toHaveAttribute('data-state', 'finished', { timeout: 60000 });
+  });
+
   test('sends the profile and step budget from the settings', async ({ page, tmpPath }, testInfo) => {
     await openPenguins(page, tmpPath, 'settings.ipynb');
     await page.evaluate(async () => {
