@@ -112,7 +112,7 @@ def test_magic_follow_up_headless_appends_to_the_report(
         "%load_ext jupyter_analyst",
         '%analyst --follow-up "too early"',
         '%analyst df "How does body mass differ by species?" --max-steps 6',
-        '%analyst --follow-up "Now compare flipper length by island" --max-steps 6',
+        '%analyst --follow-up "Now compare flipper length by island" --max-steps 30',
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     NotebookClient(
@@ -134,6 +134,11 @@ def test_magic_follow_up_headless_appends_to_the_report(
     assert runs.index(second) > max(i for i, r in enumerate(runs) if r == first)  # appended after
     title = report.cells[runs.index(second)]
     assert title.source == "## Follow-up: Now compare flipper length by island"
+    # the baseline leaves the general analysis to the earlier run: the question's steps only
+    assert follow["stop_reason"] == "final_answer" and follow["steps"] <= 14, follow
+    mine = [c for c, r in zip(report.cells, runs, strict=True) if r == second]
+    code = "\n".join(c.source for c in mine if c.cell_type == "code")
+    assert "island" in code and "flipper_length_mm" in code
     rerun = nbformat.read(tmp_path / "df-analysis-report.ipynb", as_version=4)
     rerun.cells.insert(0, nbformat.v4.new_code_cell("import pandas as pd\ndf = pd.read_csv('penguins.csv')"))
     NotebookClient(

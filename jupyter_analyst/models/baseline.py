@@ -60,7 +60,11 @@ def _pre_clean_steps(task: Task, state: State) -> list[Step]:
             "intro",
             MARKDOWN_TOOL,
             lambda lv, fx: (
-                f"# Analysis of {code_span(task.var)}\n\n{question}\n\n"
+                f"## Follow-up on {code_span(task.var)}\n\n{question}\n\nThe earlier analysis above "
+                "explored the frame; this one checks it again, answers the question, then concludes."
+                "\n\n*Written by the rule-based baseline analyst (no language model).*"
+                if task.follow_up
+                else f"# Analysis of {code_span(task.var)}\n\n{question}\n\n"
                 f"The frame has {rows} rows and {task.cols} columns. Plan: overview, cleaning, "
                 "distributions, relationships, group comparisons, trends over time where there are dates, "
                 "then conclusions.\n\n*Written by the rule-based baseline analyst (no language model).*"
@@ -399,7 +403,10 @@ def plan(task: Task, state: State) -> tuple[list[Step], Roles | None]:
     if task.rows == 0 or "clean" not in state.status:
         return steps, None
     roles = decide_roles(task, state)
-    steps += _question_steps(task, state, roles)
+    own = _question_steps(task, state, roles)
+    steps += own
+    if task.follow_up and own:  # the earlier run did the general analysis: the question only
+        return steps, roles
     steps += _analysis_steps(task, state, roles)
     steps += _filler_steps(task, state, roles)
     return steps, roles

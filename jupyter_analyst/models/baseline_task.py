@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..agent.followup import earlier_of
 from ..agent.prompts import DEFAULT_TASK, FACTS_COLUMN_RE, FACTS_HEADER_RE, split_task
 from ..agent.types import Message
 
@@ -38,6 +39,9 @@ class Task:
     cols: int = 0
     columns: list[Column] = field(default_factory=list)
     date_columns: list[str] = field(default_factory=list)
+    follow_up: bool = False
+    """The task follows up an earlier run in the same kernel (``agent.followup``): the
+    general analysis is done, only the question's own steps are left."""
 
 
 def parse_task(messages: list[Message]) -> Task:
@@ -48,9 +52,10 @@ def parse_task(messages: list[Message]) -> Task:
     question, facts = split_task(text)
     if question == DEFAULT_TASK:
         question = ""
+    follow_up = bool(earlier_of(text))
     header = FACTS_HEADER_RE.match(facts) if facts is not None else None
     if facts is None or header is None:
-        return Task(question=question)
+        return Task(question=question, follow_up=follow_up)
     body = facts[header.end() :].split("\nFirst rows:", 1)[0]
     columns = []
     for i, m in enumerate(FACTS_COLUMN_RE.finditer(body)):
@@ -65,7 +70,7 @@ def parse_task(messages: list[Message]) -> Task:
     if line:
         listed = f", {line.group(1)},"
         dates = [c.name for c in columns if f", {c.name}," in listed]
-    return Task(question, header["var"], int(header["rows"]), int(header["cols"]), columns, dates)
+    return Task(question, header["var"], int(header["rows"]), int(header["cols"]), columns, dates, follow_up)
 
 
 def message_text(content: Any) -> str:
