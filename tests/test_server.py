@@ -95,7 +95,7 @@ def test_every_handler_requires_authentication_and_authorization() -> None:
             assert inner.__code__ is authorized_code, f"{cls.__name__}.{name} is not authorized"
             assert getattr(cls, "auth_resource", None) == "jupyter_analyst"
             checked += 1
-    assert checked == 8
+    assert checked == 10  # discard and restore included
 
 
 @asynctest
