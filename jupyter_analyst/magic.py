@@ -300,7 +300,7 @@ def run_here(
     with handle:
         what = "following up the analysis of" if earlier is not None else "analysing"
         print(f"{PREFIX} {what} `{variable}` here with {handle.label}; report: {output}", flush=True)
-        writer = NotebookWriter(
+        with NotebookWriter(
             output,
             spec.run_id,
             {
@@ -310,19 +310,21 @@ def run_here(
                 "version": __version__,
             },
             notebook=start,
-        )
-        if earlier is not None:  # the follow-up's question, where the report's reader sees it
-            title = f"## Follow-up: {' '.join((args.question or '').split())}"
-            writer.handle(CellAdded(0, f"followup-{spec.run_id[:8]}", "markdown", title, "header"))
+        ) as writer:  # a failure still saves what the run wrote
+            if earlier is not None:  # the follow-up's question, where the report's reader sees it
+                title = f"## Follow-up: {' '.join((args.question or '').split())}"
+                writer.handle(CellAdded(0, f"followup-{spec.run_id[:8]}", "markdown", title, "header"))
 
-        def progress(event: Event) -> None:
-            if isinstance(event, CellExecuted):
-                what = "ok" if event.result.ok else f"{event.result.error_name}"
-                print(f"{PREFIX} step {event.step}: cell {what} ({event.result.duration:.1f}s)", flush=True)
+            def progress(event: Event) -> None:
+                if isinstance(event, CellExecuted):
+                    what = "ok" if event.result.ok else f"{event.result.error_name}"
+                    print(
+                        f"{PREFIX} step {event.step}: cell {what} ({event.result.duration:.1f}s)", flush=True
+                    )
 
-        session = Session(executor, writer, spec, on_event=progress)
-        session.facts = facts  # already read by the magic's check
-        finished: RunFinished = session.run(handle.policy, handle.label).finished
+            session = Session(executor, writer, spec, on_event=progress)
+            session.facts = facts  # already read by the magic's check
+            finished: RunFinished = session.run(handle.policy, handle.label).finished
     _HERE[id(shell)] = HereRun(
         output,
         variable,

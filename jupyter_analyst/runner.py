@@ -214,19 +214,16 @@ def run_analysis(
     with KernelExecutor(
         cwd=output.parent, timeout=config.cell_timeout, max_output_bytes=config.max_output_bytes
     ) as executor:
-        writer = NotebookWriter(
-            output,
-            spec.run_id,
-            {
-                "question": config.question,
-                "data": data.name,
-                "policy": label or policy.name,
-                "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "version": __version__,
-            },
-        )
-        session = Session(executor, writer, spec, on_event=on_event, should_stop=should_stop)
-        outcome = session.run(policy, label)
+        meta = {
+            "question": config.question,
+            "data": data.name,
+            "policy": label or policy.name,
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "version": __version__,
+        }
+        with NotebookWriter(output, spec.run_id, meta) as writer:  # a failure still saves it all
+            session = Session(executor, writer, spec, on_event=on_event, should_stop=should_stop)
+            outcome = session.run(policy, label)
     return RunOutcome(
         notebook=output, finished=outcome.finished, messages=outcome.messages, facts=outcome.facts
     )

@@ -447,3 +447,21 @@ def test_the_gate_can_be_switched_off_and_never_spends_the_last_step() -> None:
     end = events[-1]
     assert (end.reason, end.steps, end.grounding_returns) == (StopReason.FINAL_ANSWER, 2, 0)
     assert end.unverified == ["17.5%", "1,234"]  # no step left to go back: accepted, recorded
+
+
+def test_fit_context_measures_each_message_once_and_trims_the_same() -> None:
+    """The loop's meter caches sizes; the trimmed conversation must be the one a full
+    measurement gives, step after step (a trim replaces the message it shortens)."""
+    from jupyter_analyst.agent.loop import TRIMMED, ContextMeter, fit_context
+
+    plain: list[dict[str, Any]] = [{"role": "user", "content": "task " * 50}]
+    metered = [dict(m) for m in plain]
+    meter = ContextMeter()
+    for step in range(60):
+        for conversation in (plain, metered):
+            conversation.append({"role": "assistant", "content": f"step {step}"})
+            conversation.append({"role": "tool", "content": f"output {step} " + "x" * 900})
+        fit_context(plain, 20_000, keep_recent=3)
+        fit_context(metered, 20_000, keep_recent=3, meter=meter)
+        assert metered == plain, step
+    assert any(str(m["content"]).endswith(TRIMMED) for m in plain)  # it did trim

@@ -166,6 +166,7 @@ class AgentLoop:
         self.grounding_gate = grounding_gate
         self._checker = Prechecker(self.frames)
         self._outputs: list[tuple[str, list[str]]] = []
+        self._meter = ContextMeter()
         """(cell source, output texts) of every cell that ran: the gate's evidence."""
         """Text of the non-error outputs of the run's cells: the gate's evidence."""
         self._question = ""
@@ -190,6 +191,7 @@ class AgentLoop:
         self.created = {}
         self._checker = Prechecker(self.frames)
         self._outputs = []
+        self._meter = ContextMeter()
         question, facts = split_task(task)
         earlier = earlier_of(task)  # a follow-up may quote the run it continues
         self._question, self._facts = question, "\n".join(filter(None, [facts, earlier]))
@@ -206,7 +208,7 @@ class AgentLoop:
             yield StepStarted(step)
             t0 = time.monotonic()
             try:
-                fit_context(self.messages, self.context_chars)
+                fit_context(self.messages, self.context_chars, meter=self._meter)
                 turn = self.policy(self.messages, self.tools)
             except BackendError as exc:
                 yield self.finish(StopReason.MODEL_ERROR, detail=str(exc))
@@ -375,7 +377,25 @@ def _size(message: Message) -> int:
     return len(str(message.get("content") or "")) + sum(len(c["function"]["arguments"]) for c in calls)
 
 
-def fit_context(messages: list[Message], budget: int, keep_recent: int = KEEP_RECENT) -> None:
+class ContextMeter:
+    """Each message's size, measured once: the conversation grows by a few messages a step,
+    and measuring all of it again every step made a step's cost grow with the run."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[int, tuple[Message, int]] = {}
+
+    def size(self, message: Message) -> int:
+        known = self._sizes.get(id(message))
+        if known is not None and known[0] is message:  # the same dict (a trim replaces it)
+            return known[1]
+        size = _size(message)
+        self._sizes[id(message)] = (message, size)
+        return size
+
+
+def fit_context(
+    messages: list[Message], budget: int, keep_recent: int = KEEP_RECENT, meter: ContextMeter | None = None
+) -> None:
     """Shorten the oldest tool results until the conversation fits ``budget`` characters.
 
     Observations are already small (see ``observe``), so this only acts on long runs. The
@@ -384,7 +404,7 @@ def fit_context(messages: list[Message], budget: int, keep_recent: int = KEEP_RE
     rewrites history, so a prefix cache restarts once here; below the budget the prompt
     stays a pure append.
     """
-    total = sum(_size(m) for m in messages)
+    total = sum(map(meter.size if meter is not None else _size, messages))
     tool_indices = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
     for i in tool_indices[: max(0, len(tool_indices) - keep_recent)]:
         if total <= budget:
