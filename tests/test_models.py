@@ -259,6 +259,9 @@ def test_completion_is_well_formed_openai_json(workers: dict[str, EmbeddedModel]
     host = workers[name]
     response = _post(host, _request())
     assert response.status_code == 200, response.text
+    # the engine's own time, so a client can tell the HTTP layer's share (benchmarks/worker_http.py)
+    timing = response.headers["server-timing"]
+    assert timing.startswith("engine;dur=") and 0 < float(timing.split("=")[1]) / 1000 < 120
     reply = response.json()
     assert reply["object"] == "chat.completion" and reply["model"] == host.model_name
     choice = reply["choices"][0]
