@@ -298,6 +298,27 @@ def test_completion_is_well_formed_openai_json(workers: dict[str, EmbeddedModel]
     assert streamed == choice["message"]["content"]
 
 
+def test_streams_keep_the_connection_for_the_next_request(workers: dict[str, EmbeddedModel]) -> None:
+    """A run asks once a step: chunked streams let one connection serve them all, and a
+    client that reads to the end of each reply gets the next one on the same socket."""
+    import http.client
+
+    host = workers["base"]
+    conn = http.client.HTTPConnection("127.0.0.1", host.port, timeout=120)
+    headers = {"Authorization": f"Bearer {host.api_key}", "Content-Type": "application/json"}
+    try:
+        for _ in range(3):
+            conn.request("POST", "/v1/chat/completions", json.dumps(_request(stream=True)), headers)
+            response = conn.getresponse()
+            assert response.status == 200 and response.getheader("Transfer-Encoding") == "chunked"
+            body = response.read().decode()  # http.client joins the chunks
+            assert body.rstrip().endswith("data: [DONE]") and not response.will_close
+        conn.request("GET", "/health", headers=headers)  # still the same socket
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
 def test_4bit_worker_really_is_4bit(workers: dict[str, EmbeddedModel]) -> None:
     assert workers["lora4"].log_path is not None
     assert "(4bit, float32)" in workers["lora4"].log_path.read_text()

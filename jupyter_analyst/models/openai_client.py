@@ -357,14 +357,14 @@ class OpenAIChatPolicy:
         acc.add_delta(message)  # on_text then sees the whole content at once
 
     def _read_stream(self, lines: Iterable[str], acc: _Accumulator) -> None:
-        """Read SSE ``data:`` lines until ``[DONE]`` (or the end of the body)."""
+        """Read SSE ``data:`` lines to the end of the body (``[DONE]`` comes last)."""
         for line in lines:
             line = line.strip()
             if not line.startswith("data:"):
                 continue  # blank separators, ": keep-alive" comments, "event:" lines
             payload = line[5:].strip()
             if payload == "[DONE]":
-                break
+                continue  # read on to the end of the body: a whole reply frees the connection
             chunk = _decode_json(payload, self.base_url)
             if isinstance(chunk, dict) and chunk.get("error"):
                 raise BackendError(

@@ -149,7 +149,7 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
         policy = host.policy(
             temperature=profile.temperature if choice.temperature is None else choice.temperature,
             max_tokens=choice.max_new_tokens or profile.max_new_tokens,
-            stream=on_text is not None,
+            stream=True,  # kept-alive chunked SSE: tokens as they come, no per-step connection
             on_text=on_text,
         )
     except BaseException:

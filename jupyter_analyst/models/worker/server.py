@@ -128,7 +128,9 @@ class Handler(BaseHTTPRequestHandler):
             self._error(500, f"generation failed: {type(exc).__name__}: {exc}", "server_error")
 
     def _stream(self, body: dict[str, Any]) -> None:
-        """Send the reply as server-sent events; failures after the headers are sent in-band."""
+        """Send the reply as server-sent events in HTTP/1.1 chunks, so the connection stays
+        open for the next step's request (a run makes one per step); failures after the
+        headers are sent in-band."""
         chunks = self.server.engine.stream(body)
         try:
             first = next(chunks)  # templating errors surface here, before any header is sent
@@ -141,16 +143,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.close_connection = True
         try:
             self._send_event(first)
             for item in chunks:
                 self._send_event(item)
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")  # the last chunk: the reply is complete, the connection stays
         except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
             log("client went away mid-stream; generation stopped")
         except Exception as exc:  # noqa: BLE001 - headers are out: report in-band
             oom = is_oom(exc)
@@ -162,14 +164,19 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_event(
                     {"error": {"message": msg, "type": "out_of_memory" if oom else "server_error"}}
                 )
+                self._chunk(b"")
             except OSError:
-                pass
+                self.close_connection = True
         finally:
             chunks.close()
 
-    def _send_event(self, payload: dict[str, Any]) -> None:
-        self.wfile.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
+    def _chunk(self, data: bytes) -> None:
+        """One HTTP/1.1 chunk (empty: the terminating one), in one write."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
+
+    def _send_event(self, payload: dict[str, Any]) -> None:
+        self._chunk(b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
 
 
 class WorkerServer(ThreadingHTTPServer):
