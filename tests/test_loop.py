@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import traceback
 from typing import Any
@@ -465,3 +466,31 @@ def test_fit_context_measures_each_message_once_and_trims_the_same() -> None:
         fit_context(metered, 20_000, keep_recent=3, meter=meter)
         assert metered == plain, step
     assert any(str(m["content"]).endswith(TRIMMED) for m in plain)  # it did trim
+
+
+def test_over_budget_the_history_is_cut_in_one_go_so_the_prefix_holds_for_many_steps() -> None:
+    """A prefix cache restarts whenever an earlier message changes. Trimming one result per
+    step changed the prefix at every step once the budget was reached; cut to 75% in one
+    go, it changes once every many steps, and the conversation stays under the budget."""
+    from jupyter_analyst.agent.loop import SHORTENED_CODE, ContextMeter, fit_context
+    from jupyter_analyst.agent.tools import CODE_TOOL
+
+    def call(step: int) -> dict[str, Any]:
+        code = "\n".join([f"# step {step}", f"table_{step} = df.groupby('g').x.mean()", *["print(1)"] * 30])
+        arguments = json.dumps({"code": code})
+        return {"id": f"c{step}", "type": "function", "function": {"name": CODE_TOOL, "arguments": arguments}}
+
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
+    meter, budget, changes = ContextMeter(), 60_000, 0
+    for step in range(100):
+        before = list(messages)
+        messages.append({"role": "assistant", "content": "", "tool_calls": [call(step)]})
+        messages.append({"role": "tool", "tool_call_id": f"c{step}", "content": f"out {step} " + "y" * 900})
+        fit_context(messages, budget, meter=meter)
+        changes += any(a is not b for a, b in zip(before, messages, strict=False))
+        assert sum(map(meter.size, messages)) <= budget
+    assert 1 <= changes <= 12, changes
+    old_code = json.loads(messages[2]["tool_calls"][0]["function"]["arguments"])["code"]
+    assert SHORTENED_CODE in old_code and "table_0 = df.groupby('g').x.mean()" in old_code  # names kept
+    recent = json.loads(messages[-2]["tool_calls"][0]["function"]["arguments"])["code"]
+    assert SHORTENED_CODE not in recent

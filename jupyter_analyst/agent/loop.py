@@ -26,10 +26,13 @@ Two levers help any model, and can be switched off to measure them:
 
 from __future__ import annotations
 
+import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..errors import BackendError
 from .followup import earlier_of
@@ -393,21 +396,39 @@ class ContextMeter:
         return size
 
 
-def fit_context(
-    messages: list[Message], budget: int, keep_recent: int = KEEP_RECENT, meter: ContextMeter | None = None
-) -> None:
-    """Shorten the oldest tool results until the conversation fits ``budget`` characters.
+TRIM_TO = 0.75
+"""Once over its budget, the conversation is cut to this share of it in one go, so the next
+steps are pure appends again (a prefix cache restarts once every many steps, not every step)."""
+CODE_KEEP_LINES = 3
+"""An old code cell shortened to fit keeps its first lines and every line that binds a name."""
+SHORTENED_CODE = "# ... (older code shortened to fit the context)"
 
-    Observations are already small (see ``observe``), so this only acts on long runs. The
-    latest ``keep_recent`` results, the task and every line of code stay whole: the model
-    needs recent outputs to fix errors and its own code to stay consistent. Shortening
-    rewrites history, so a prefix cache restarts once here; below the budget the prompt
-    stays a pure append.
+
+def fit_context(
+    messages: list[Message],
+    budget: int,
+    keep_recent: int = KEEP_RECENT,
+    meter: ContextMeter | None = None,
+    trim_to: float = TRIM_TO,
+) -> None:
+    """Keep the conversation under ``budget`` characters.
+
+    Below the budget nothing changes: the prompt stays a pure append and a prefix cache
+    holds. Over it, the history is cut in one go to ``trim_to`` of the budget: first the
+    oldest tool results are shortened (head and tail, labelled), then, when that is not
+    enough, the oldest code cells (their first lines and every line that binds a name, so
+    the model still knows its variables). The task and the latest ``keep_recent`` exchanges
+    stay whole: the model needs recent outputs and code to fix errors.
     """
-    total = sum(map(meter.size if meter is not None else _size, messages))
+    size = meter.size if meter is not None else _size
+    total = sum(map(size, messages))
+    if total <= budget:
+        return
+    goal = int(budget * trim_to)
     tool_indices = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
-    for i in tool_indices[: max(0, len(tool_indices) - keep_recent)]:
-        if total <= budget:
+    old_tools = tool_indices[: max(0, len(tool_indices) - keep_recent)]
+    for i in old_tools:
+        if total <= goal:
             return
         content = str(messages[i].get("content") or "")
         if len(content) <= OLD_OBSERVATION_CHARS or content.endswith(TRIMMED):
@@ -415,6 +436,42 @@ def fit_context(
         short = head_tail(content, OLD_OBSERVATION_CHARS) + TRIMMED
         total -= len(content) - len(short)
         messages[i] = {**messages[i], "content": short}
+    cutoff = old_tools[-1] if old_tools else 0  # code older than the kept exchanges
+    for i in range(1, cutoff):
+        if total <= goal:
+            return
+        message = messages[i]
+        if message.get("role") != "assistant" or not message.get("tool_calls"):
+            continue
+        calls = [_shorten_call(c) for c in message["tool_calls"]]
+        if calls != message["tool_calls"]:
+            before = size(message)
+            messages[i] = {**message, "tool_calls": calls}
+            total -= before - size(messages[i])
+
+
+def _shorten_call(call: dict[str, Any]) -> dict[str, Any]:
+    """A code call with only its first lines and the lines that bind names (else as it is)."""
+    function = call.get("function") or {}
+    if function.get("name") != CODE_TOOL:
+        return call
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except ValueError:
+        return call
+    code = arguments.get(TOOL_ARGUMENT[CODE_TOOL])
+    if not isinstance(code, str) or SHORTENED_CODE in code:
+        return call
+    lines = code.splitlines()
+    kept = [line for n, line in enumerate(lines) if n < CODE_KEEP_LINES or _BINDS.match(line)]
+    if len(kept) >= len(lines) - 1:  # nothing worth cutting
+        return call
+    arguments[TOOL_ARGUMENT[CODE_TOOL]] = "\n".join([*kept, SHORTENED_CODE])
+    return {**call, "function": {**function, "arguments": json.dumps(arguments, ensure_ascii=False)}}
+
+
+_BINDS = re.compile(r"^[A-Za-z_][\w, ]*(\[[^\]]*\])?\s*=[^=]|^(import|from)\s|^def\s|^class\s")
+"""A line that binds a name: ``x = ...``, ``a, b = ...``, an import, a def or class."""
 
 
 def _invalid(call: ToolCall) -> str:
