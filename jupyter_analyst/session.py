@@ -273,15 +273,15 @@ class Session:
                 self._to_sink(CellAdded(0, "setup", "code", self.spec.load_code, "setup"))
                 self._to_sink(CellExecuted(0, "setup", loaded, ""))
             executor.on_output = self.sink.show_outputs
-            observation_limit, context_chars = context_sizes(
-                self.spec.context_tokens or getattr(policy, "context_tokens", None)
-            )
+            window = self.spec.context_tokens or getattr(policy, "context_tokens", None)
+            observation_limit, context_chars = context_sizes(window)
             self.loop = AgentLoop(
                 policy,
                 executor,
                 self.spec.budget,
                 observation_limit=observation_limit,
                 context_chars=context_chars,
+                context_tokens=window,
                 should_stop=lambda: self.stopping,
                 protected_names=protected,
                 frames=known_frames(facts),

@@ -494,3 +494,34 @@ def test_over_budget_the_history_is_cut_in_one_go_so_the_prefix_holds_for_many_s
     assert SHORTENED_CODE in old_code and "table_0 = df.groupby('g').x.mean()" in old_code  # names kept
     recent = json.loads(messages[-2]["tool_calls"][0]["function"]["arguments"])["code"]
     assert SHORTENED_CODE not in recent
+
+
+def test_the_budget_is_the_rendered_prompt_counted_by_the_backend() -> None:
+    """With the window known, the prompt tokens the backend reports size the history: a
+    tokenizer that makes 2 characters a token gets half the characters a 4-character guess
+    would allow, and every prompt after the first call stays within 80% of the window."""
+    from jupyter_analyst.agent.loop import ContextMeter
+    from jupyter_analyst.agent.tools import CODE_TOOL
+    from jupyter_analyst.agent.types import ToolCall
+
+    def loop_seen(report: bool) -> list[int]:
+        seen: list[int] = []
+        meter = ContextMeter()
+
+        def policy(messages: list[Message], tools: Any) -> AssistantTurn:
+            chars = sum(map(meter.size, messages))
+            seen.append(chars)
+            usage = Usage(prompt_tokens=chars // 2 if report else 0, completion_tokens=5)
+            code = "print('z' * 1500)\nvalue = 1"
+            return AssistantTurn(tool_calls=[ToolCall(CODE_TOOL, {"code": code})], usage=usage)
+
+        policy.name = "two chars a token"  # type: ignore[attr-defined]
+        loop = AgentLoop(
+            policy, InProcessExecutor(), Budget(max_steps=25), context_tokens=12_000, prechecks=False
+        )
+        list(loop.run("Task: t"))
+        return seen
+
+    calibrated, guessed = loop_seen(True), loop_seen(False)
+    assert max(calibrated[1:]) <= 0.8 * 12_000 * 2, max(calibrated)
+    assert max(guessed) > 0.8 * 12_000 * 2  # without counts: the default character budget

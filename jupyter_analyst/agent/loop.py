@@ -83,6 +83,8 @@ _Stop = tuple[StopReason, "str | None", str]
 
 DEFAULT_CONTEXT_CHARS = 14_000 * 4
 """~14k tokens of history (at ~4 characters a token) leaves room for the reply in a 16k window."""
+HISTORY_SHARE = 0.8
+"""Of the window, what the rendered prompt may fill; the rest is the reply's."""
 FULL_WINDOW_TOKENS = 16_384
 """The window the defaults above are sized for (the 9B profiles')."""
 KEEP_RECENT = 6
@@ -147,6 +149,7 @@ class AgentLoop:
         system_prompt: str = SYSTEM_PROMPT,
         observation_limit: int = DEFAULT_LIMIT,
         context_chars: int = DEFAULT_CONTEXT_CHARS,
+        context_tokens: int | None = None,
         should_stop: Callable[[], bool] | None = None,
         protected_names: Protected | Iterable[str] | None = None,
         frames: Mapping[str, Sequence[str]] | None = None,
@@ -160,6 +163,10 @@ class AgentLoop:
         self.system_prompt = system_prompt
         self.observation_limit = observation_limit
         self.context_chars = context_chars
+        self.context_tokens = context_tokens
+        """The model's window, when known: with the prompt tokens the backend reports, the
+        budget becomes a share of the *rendered* prompt (template, tool specs, the model's
+        own tokenizer), not a guess from message characters."""
         self.should_stop = should_stop or (lambda: False)
         self.protected = protect(protected_names)
         self.created: dict[str, None] = {}
@@ -169,8 +176,10 @@ class AgentLoop:
         self.grounding_gate = grounding_gate
         self._checker = Prechecker(self.frames)
         self._outputs: list[tuple[str, list[str]]] = []
-        self._meter = ContextMeter()
         """(cell source, output texts) of every cell that ran: the gate's evidence."""
+        self._meter = ContextMeter()
+        self._budget_chars = context_chars
+        """The history budget in characters, recalibrated from the backend's token counts."""
         """Text of the non-error outputs of the run's cells: the gate's evidence."""
         self._question = ""
         self._facts = ""
@@ -211,8 +220,10 @@ class AgentLoop:
             yield StepStarted(step)
             t0 = time.monotonic()
             try:
-                fit_context(self.messages, self.context_chars, meter=self._meter)
+                fit_context(self.messages, self._budget_chars, meter=self._meter)
+                sent = sum(map(self._meter.size, self.messages))
                 turn = self.policy(self.messages, self.tools)
+                self._calibrate(sent, turn.usage.prompt_tokens)
             except BackendError as exc:
                 yield self.finish(StopReason.MODEL_ERROR, detail=str(exc))
                 return
@@ -370,6 +381,13 @@ class AgentLoop:
                 self.created.setdefault(name)
             else:
                 self.created.pop(name, None)
+
+    def _calibrate(self, chars: int, prompt_tokens: int) -> None:
+        """Size the history budget from what the backend counted: ``HISTORY_SHARE`` of the
+        window, in this run's own characters per rendered-prompt token."""
+        if not self.context_tokens or prompt_tokens <= 0 or chars <= 0:
+            return
+        self._budget_chars = int(HISTORY_SHARE * self.context_tokens * chars / prompt_tokens)
 
     def _tool_message(self, call: ToolCall, content: str) -> None:
         self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
