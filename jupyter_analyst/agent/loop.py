@@ -111,6 +111,12 @@ def context_sizes(context_tokens: int | None) -> tuple[int, int]:
     return observation, int(context_tokens * 0.8 * 3)
 
 
+TRIM_TO = 0.75
+"""Once over its budget, the conversation is cut to this share of it in one go, so the next
+steps are pure appends again (a prefix cache restarts once every many steps, not every step)."""
+CODE_KEEP_LINES = 3
+"""An old code cell shortened to fit keeps its first lines and every line that binds a name."""
+SHORTENED_CODE = "# ... (older code shortened to fit the context)"
 OLD_OBSERVATION_CHARS = 300
 TRIMMED = "\n[older output shortened to fit the context]"
 
@@ -150,6 +156,7 @@ class AgentLoop:
         observation_limit: int = DEFAULT_LIMIT,
         context_chars: int = DEFAULT_CONTEXT_CHARS,
         context_tokens: int | None = None,
+        context_trim: float = TRIM_TO,
         should_stop: Callable[[], bool] | None = None,
         protected_names: Protected | Iterable[str] | None = None,
         frames: Mapping[str, Sequence[str]] | None = None,
@@ -164,6 +171,8 @@ class AgentLoop:
         self.observation_limit = observation_limit
         self.context_chars = context_chars
         self.context_tokens = context_tokens
+        self.context_trim = context_trim
+        """Over budget, the history is cut to this share of it (``fit_context``)."""
         """The model's window, when known: with the prompt tokens the backend reports, the
         budget becomes a share of the *rendered* prompt (template, tool specs, the model's
         own tokenizer), not a guess from message characters."""
@@ -220,7 +229,7 @@ class AgentLoop:
             yield StepStarted(step)
             t0 = time.monotonic()
             try:
-                fit_context(self.messages, self._budget_chars, meter=self._meter)
+                fit_context(self.messages, self._budget_chars, meter=self._meter, trim_to=self.context_trim)
                 sent = sum(map(self._meter.size, self.messages))
                 turn = self.policy(self.messages, self.tools)
                 self._calibrate(sent, turn.usage.prompt_tokens)
@@ -412,14 +421,6 @@ class ContextMeter:
         size = _size(message)
         self._sizes[id(message)] = (message, size)
         return size
-
-
-TRIM_TO = 0.75
-"""Once over its budget, the conversation is cut to this share of it in one go, so the next
-steps are pure appends again (a prefix cache restarts once every many steps, not every step)."""
-CODE_KEEP_LINES = 3
-"""An old code cell shortened to fit keeps its first lines and every line that binds a name."""
-SHORTENED_CODE = "# ... (older code shortened to fit the context)"
 
 
 def fit_context(
