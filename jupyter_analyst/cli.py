@@ -184,6 +184,15 @@ class Progress:
             )
 
 
+def _import_writer() -> None:
+    """Import the notebook writer, and nbformat with it (~0.85 s, most of it jsonschema's
+    format checkers), while the policy and the kernel start rather than before them."""
+    try:
+        from .notebook import writer  # noqa: F401
+    except Exception:  # noqa: BLE001 - the run imports it again and reports a real failure
+        pass
+
+
 def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
     from .agent import Budget
     from .errors import InputError
@@ -206,6 +215,7 @@ def cmd_run(args: argparse.Namespace, err: TextIO) -> int:
         raise InputError(f"{args.output} already exists; pass --overwrite or choose another --output")
     progress = Progress(err, args.quiet)
     started = time.monotonic()
+    threading.Thread(target=_import_writer, name="import-nbformat", daemon=True).start()
     with build_policy(choice_from_args(args), on_text=progress.on_text if progress.live else None) as handle:
         progress.say(f"jupyter-analyst: analysing {args.data.name} with {handle.label}")
         if handle.note:

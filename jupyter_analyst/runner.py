@@ -21,7 +21,6 @@ from . import __version__
 from .agent import Budget, Event, RunFinished
 from .agent.types import Message, Policy
 from .errors import InputError
-from .notebook import NotebookWriter
 from .session import RunSpec, Session
 
 READERS: dict[str, str] = {
@@ -221,6 +220,8 @@ def run_analysis(
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "version": __version__,
         }
+        from .notebook import NotebookWriter  # nbformat: imported while the kernel started (cli)
+
         with NotebookWriter(output, spec.run_id, meta) as writer:  # a failure still saves it all
             session = Session(executor, writer, spec, on_event=on_event, should_stop=should_stop)
             outcome = session.run(policy, label)

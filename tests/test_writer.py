@@ -106,3 +106,21 @@ def test_closing_while_the_saver_saves_never_hangs(tmp_path: Path) -> None:
         closer.join(10)
         assert not closer.is_alive(), f"close() hung at try {i}"
         assert len(nbformat.read(str(tmp_path / f"r{i}.ipynb"), as_version=4).cells) == 2 * (1 + i % 3)
+
+
+def test_a_run_imports_nbformat_only_when_it_writes() -> None:
+    """``import nbformat`` costs most of a second (jsonschema's format checkers); the run's
+    modules leave it to the writer, which the CLI imports while the kernel starts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import jupyter_analyst.cli, jupyter_analyst.runner, jupyter_analyst.session\n"
+        "import jupyter_analyst.kernel, jupyter_analyst.notebook, jupyter_analyst.models.select\n"
+        "assert 'nbformat' not in sys.modules, 'nbformat imported before the writer'\n"
+        "from jupyter_analyst.notebook import NotebookWriter\n"
+        "assert 'nbformat' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

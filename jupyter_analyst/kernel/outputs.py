@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import nbformat
-
 from ..agent.observe import strip_ansi
 from ..agent.types import CellResult
 from .facts import FACTS_MIMES
@@ -113,6 +111,8 @@ class OutputAccumulator:
     # -- message handling ----------------------------------------------------------------
     def handle(self, msg: dict[str, Any]) -> None:
         """Fold one iopub message (already filtered to our request) into the outputs."""
+        import nbformat  # here, not at import: see jupyter_analyst.notebook
+
         msg_type = msg["msg_type"]
         content = msg["content"]
         if msg_type == "execute_input":
@@ -164,6 +164,8 @@ class OutputAccumulator:
         self._append(output)
 
     def _stream(self, name: str, text: str) -> None:
+        import nbformat  # here, not at import: see jupyter_analyst.notebook
+
         kept = self._take_text(text)
         if not kept:
             return
@@ -177,6 +179,8 @@ class OutputAccumulator:
         self._chunks = [kept]
 
     def _update_display(self, content: dict[str, Any]) -> None:
+        import nbformat  # here, not at import: see jupyter_analyst.notebook
+
         display_id = content.get("transient", {}).get("display_id")
         data = dict(content.get("data", {}))
         self._extract_facts(data)
@@ -188,6 +192,8 @@ class OutputAccumulator:
 
     def finish(self) -> tuple[list[dict[str, Any]], bool]:
         """Final outputs (with a truncation note when text was dropped) and ``truncated``."""
+        import nbformat  # here, not at import: see jupyter_analyst.notebook
+
         self.flush()
         notes = []
         if self.omitted:
