@@ -33,6 +33,7 @@ from server_conftest import (  # noqa: E402
     api,
     asynctest,
     run_user_cell,
+    saved_notebook,
     wait_run,
     ydoc,
 )
@@ -194,7 +195,10 @@ async def test_live_faults_keep_the_users_cells_variables_and_a_valid_notebook(
         assert cells[-1]["metadata"][META_KEY]["role"] == "note"
     outputs = json.dumps([c.get("outputs") for c in cells])
     assert len(outputs) < 3_000_000  # 50 MB never reached the document
-    saved = nbformat.read(jp_root_dir / NB_PATH, as_version=4)  # checked at the end of the run
+    # The run's end checked the file; the run's teardown may be saving it again right now, and
+    # jupyter_server rewrites a file in place (its backup is the atomic part): read it again
+    # until a whole file is there, as any reader of a file Jupyter is saving must.
+    saved = await saved_notebook(jp_root_dir / NB_PATH, lambda nb: bool(nb.cells), timeout=30)
     nbformat.validate(saved)
     assert user_cells(saved.cells) == ORIGINAL
     if fault == "the user deletes an agent cell mid-run":
