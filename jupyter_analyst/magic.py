@@ -209,8 +209,18 @@ def start_remote(
                 raise _NoExtension() from None
             message = exc.reason
         raise AnalystError(f"the server refused the run ({exc.code}): {message}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except TimeoutError:  # a server is there and got the request: never run a second analysis here
+        raise AnalystError(NO_ANSWER) from None
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise AnalystError(NO_ANSWER) from None
         raise _NoExtension(str(exc)) from None
+    except OSError as exc:
+        raise _NoExtension(str(exc)) from None
+
+
+NO_ANSWER = "the Jupyter server did not answer in 30 s; the run may still start: see the Analyst panel"
+"""A server that got the request but did not answer in time: never analyse here as well."""
 
 
 class _NoExtension(Exception):

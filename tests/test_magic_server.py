@@ -115,3 +115,25 @@ async def test_a_run_for_a_kernel_without_a_notebook_session_is_a_clear_404(
         body={"path": NB_PATH, "variable": "df", "kernel_id": "no-such-kernel"},
     )
     assert code == 404 and "no single notebook session runs kernel no-such-kernel" in body["message"]
+
+
+@asynctest
+async def test_the_magics_kernel_is_never_checked_before_the_reply(
+    jp_fetch: Any, jp_serverapp: Any, live_notebook: Any
+) -> None:
+    """The kernel that asks (the magic's) is running the asking cell, which waits for this
+    reply; the server may not have seen it busy yet. Checking it then would wait for that
+    cell while the cell waits for us (the magic's 30 s ran out and it analysed in-process).
+    So such a request is answered at once and its run checks the kernel when it starts."""
+    kernel_id = await live_notebook()
+    await wait_idle(jp_serverapp, kernel_id)
+    code, status = await api(
+        jp_fetch,
+        "jupyter-analyst",
+        "runs",
+        method="POST",
+        body={"path": NB_PATH, "variable": "no_such_frame", "kernel_id": kernel_id},
+    )
+    assert code == 201, status  # an idle, ordinary request would be a 404 before the answer
+    final = await wait_run(jp_fetch, status["run_id"])
+    assert final["state"] == "failed" and "no_such_frame" in final["error"], final

@@ -336,7 +336,10 @@ class RunManager:
         # An idle kernel is checked before we answer, so a typo is a 404, not a failed run.
         # A busy one (e.g. running the %analyst cell that asked, which waits for this reply)
         # is checked when the run starts: asking it now would wait for that cell.
-        busy = kernel_busy(self.serverapp.kernel_manager, kernel_id)
+        # The magic's own kernel is busy by definition (its cell waits for this reply), even
+        # before the server has seen its busy status: checking it now would wait for that cell
+        # while the magic waits for us.
+        busy = req.kernel_id is not None or kernel_busy(self.serverapp.kernel_manager, kernel_id)
         if busy:  # the run queues behind the user's cell: say so rather than sit at step 0
             run.waiting = WAITING_FOR_CELL
         run.emit_status()
