@@ -22,6 +22,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2 (attention-only) model folder: the layout without linear attention."""
+    from jupyter_analyst.testing import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2") / "qwen2", arch="qwen2")
+
+
+@pytest.fixture(scope="session")
 def tiny_adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A non-zero LoRA adapter (all-linear) for ``tiny_model_dir``."""
     from jupyter_analyst.testing import build_tiny_lora

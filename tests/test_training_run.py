@@ -40,10 +40,8 @@ def _trajectory(n: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from jupyter_analyst.testing import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2") / "qwen2", arch="qwen2")
+def tiny_qwen2(tiny_qwen2_dir: Path) -> Path:
+    return tiny_qwen2_dir
 
 
 @pytest.fixture(scope="module")

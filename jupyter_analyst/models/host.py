@@ -70,6 +70,9 @@ class EmbeddedModel:
         extra_args: list[str] | None = None,
         keep_log: bool = False,
         constrained: bool | None = None,
+        cache: str = "dynamic",
+        compile: bool = False,
+        max_context: int | None = None,
     ) -> None:
         if quantization not in ("auto", "4bit", "8bit", "none"):
             raise ValueError(f"quantization must be auto, 4bit, 8bit or none, not {quantization!r}")
@@ -88,6 +91,13 @@ class EmbeddedModel:
         self.keep_log = keep_log
         self.constrained = constrained
         """Grammar-constrained tool calls: True/False, or None for "where the library is installed"."""
+        if cache not in ("dynamic", "static"):
+            raise ValueError(f"cache must be dynamic or static, not {cache!r}")
+        self.cache = cache
+        self.compile = compile
+        self.max_context = max_context
+        self.kernels: dict[str, Any] = {}
+        """The worker's ``fastpath.kernel_report``: which linear-attention kernels it runs on."""
         self.api_key = ""
         self.port: int | None = None
         self.model_name = ""
@@ -125,6 +135,12 @@ class EmbeddedModel:
         ]
         if self.adapter:
             cmd += ["--adapter", self.adapter]
+        if self.cache != "dynamic":
+            cmd += ["--cache", self.cache]
+        if self.compile:
+            cmd.append("--compile")
+        if self.max_context:
+            cmd += ["--max-context", str(self.max_context)]
         return cmd + self.extra_args
 
     def start(self) -> EmbeddedModel:
@@ -170,6 +186,8 @@ class EmbeddedModel:
                 raise BackendError("the model worker was stopped while it was loading")
             self.port = int(ready["port"])
             self.model_name = str(ready.get("model") or Path(self.model).name)
+            kernels = ready.get("kernels")
+            self.kernels = kernels if isinstance(kernels, dict) else {}
             self.startup_seconds = time.monotonic() - started
         return self
 

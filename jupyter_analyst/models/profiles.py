@@ -45,6 +45,11 @@ class Profile:
     enable_thinking: bool = False
     constrained: bool | None = None
     """Enforce the tool-call grammar while decoding (embedded only); None: where llguidance is installed."""
+    decode_cache: Literal["dynamic", "static"] = "dynamic"
+    """The worker's decode cache (embedded only): "static" preallocates ``context_length`` plus
+    ``max_new_tokens`` and is what ``compile`` needs."""
+    compile: bool = False
+    """``torch.compile`` the decode step into CUDA graphs (embedded, CUDA, static cache only)."""
     # Size facts used only for the memory estimate.
     params_b: float = 0.0
     embedding_params_b: float = 0.0

@@ -143,6 +143,9 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
         max_new_tokens=choice.max_new_tokens or profile.max_new_tokens,
         enable_thinking=profile.enable_thinking,
         constrained=profile.constrained if choice.constrained is None else choice.constrained,
+        cache=profile.decode_cache,
+        compile=profile.compile,
+        max_context=profile.context_length,
     )
     host.start()
     try:
@@ -158,7 +161,12 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
     # A folder trained at a smaller window than the profile's (a scratch model) sizes the run.
     policy.context_tokens = model_context(profile.model, profile.context_length)
     label = profile.model + (f" + {profile.adapter}" if profile.adapter else "")
-    return PolicyHandle(policy, f"{label} (profile {profile.name})", closers=[host.stop])
+    note = ""
+    if host.kernels.get("fast") is False and str(host.kernels.get("device", "")).startswith("cuda"):
+        note = "its linear-attention layers run on slow reference kernels: " + str(
+            host.kernels.get("hint", "install the cuda extra")
+        )
+    return PolicyHandle(policy, f"{label} (profile {profile.name})", note=note, closers=[host.stop])
 
 
 def _from_profile(

@@ -28,6 +28,9 @@ class Engine:
         enable_thinking: bool,
         prefix_cache: bool = True,
         constraint: Any = None,
+        cache_mode: str = "dynamic",
+        compile: bool = False,
+        static_tokens: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model
@@ -38,6 +41,17 @@ class Engine:
         self.prefix_cache = prefix_cache
         self._cache: Any = None
         self._cache_ids: list[int] = []
+        self._cache_static = False
+        self.cache_mode = cache_mode
+        """"static": a fixed-size cache (``fastpath``) that ``compile`` can turn into CUDA graphs."""
+        self.compile = compile
+        self.static_tokens = static_tokens or 0
+        """The static cache's length; a request whose prompt plus reply won't fit uses a dynamic one."""
+        self._work: Any = None
+        self.static_misses = 0
+        """Requests too long for the static cache (served with a dynamic one)."""
+        self.kernels: dict[str, Any] = {}
+        """``fastpath.kernel_report`` of the model, for /health."""
         eos: list[int] = []
         for source in (
             getattr(model.generation_config, "eos_token_id", None),
@@ -51,6 +65,17 @@ class Engine:
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
         self.constraint = constraint
         """A ``grammar.ToolCallConstraint``: when set, replies to requests with tools are calls."""
+
+    def decode_info(self) -> dict[str, Any]:
+        """How this worker decodes, for /health and the ready line."""
+        info: dict[str, Any] = {"cache": self.cache_mode, "prefix_cache": self.prefix_cache}
+        if self.cache_mode == "static":
+            info.update(
+                static_tokens=self.static_tokens,
+                compile=self.compile and str(self.model.device).startswith("cuda"),
+                static_misses=self.static_misses,
+            )
+        return info
 
     def prepare(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
         """Template the prompt; return (model inputs, generate kwargs, thinking)."""
@@ -108,31 +133,73 @@ class Engine:
 
     def _attach_cache(self, inputs: dict[str, Any], gen: dict[str, Any]) -> int:
         """Prefill the new part of the prompt into a cache put in ``gen``; return tokens reused."""
-        if not self.prefix_cache:
+        ids = inputs["input_ids"][0].tolist()
+        static = self.cache_mode == "static" and len(ids) + int(gen["max_new_tokens"]) <= self.static_tokens
+        if self.cache_mode == "static":
+            # Compile only with the static cache: its tensors keep their addresses.
+            gen["disable_compile"] = not (static and self.compile)
+            self.static_misses += int(not static)
+        if not self.prefix_cache and not static:
             return 0
         import copy
 
         import torch
-        from transformers import DynamicCache
 
-        input_ids = inputs["input_ids"]
-        ids = input_ids[0].tolist()
+        from .fastpath import copy_into, new_cache
+
         n = len(self._cache_ids)
-        if self._cache is not None and 0 < n < len(ids) and ids[:n] == self._cache_ids:
-            cache, reused = copy.deepcopy(self._cache), n
+        hit = (
+            self.prefix_cache
+            and self._cache is not None
+            and self._cache_static == static
+            and 0 < n < len(ids)
+            and ids[:n] == self._cache_ids
+        )
+        if static:
+            if self._work is None:
+                self._work = new_cache(self.model, "static", self.static_tokens)
+            cache = self._work
+            with torch.inference_mode():  # its tensors are inference tensors: change them only here
+                if hit:
+                    copy_into(cache, self._cache)  # in place: the compiled step sees the same tensors
+                else:
+                    cache.reset()
+        elif hit:
+            cache = copy.deepcopy(self._cache)
         else:
+            cache = new_cache(self.model, "dynamic", 0)
+        reused = n if hit else 0
+        if not hit:
             self._forget()
-            cache, reused = DynamicCache(config=self.model.config), 0
-        if len(ids) - 1 > reused:
-            with torch.inference_mode():
-                self.model(input_ids=input_ids[:, reused:-1], cache=cache, use_cache=True, logits_to_keep=1)
-        self._cache, self._cache_ids = copy.deepcopy(cache), ids[:-1]
+        self._prefill(inputs["input_ids"][:, reused:-1], cache)
+        if self.prefix_cache:
+            if static:
+                snapshot = self._cache if self._cache_static and self._cache is not None else None
+                if snapshot is None:
+                    snapshot = new_cache(self.model, "static", self.static_tokens)
+                with torch.inference_mode():
+                    self._cache = copy_into(snapshot, cache)
+            else:
+                self._cache = copy.deepcopy(cache)
+            self._cache_ids, self._cache_static = ids[:-1], static
         gen["cache"] = cache
         return reused
 
+    def _prefill(self, input_ids: Any, cache: Any) -> None:
+        """Run the prompt (less its last token, which ``generate`` feeds) into ``cache``."""
+        if input_ids.shape[1] == 0:
+            return
+        import torch
+
+        with torch.inference_mode():
+            self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
+
     def _forget(self) -> None:
-        """Drop the cache snapshot: after a failure it may be half-written."""
-        self._cache, self._cache_ids = None, []
+        """Drop the cache snapshot: after a failure it may be half-written. A static snapshot
+        keeps its memory (it is overwritten in place next time); no ids means no hit."""
+        self._cache_ids = []
+        if not self._cache_static:
+            self._cache = None
 
     def _envelope(self, obj: str, cid: str) -> dict[str, Any]:
         return {"id": cid, "object": obj, "created": int(time.time()), "model": self.name}

@@ -16,6 +16,7 @@ import time
 from ...errors import InputError
 from .common import log
 from .engine import Engine, is_oom
+from .fastpath import describe, kernel_report
 from .grammar import ToolCallConstraint, available, require
 from .loading import load_model, model_name
 from .server import WorkerServer
@@ -55,6 +56,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["auto", "on", "off"],
         default="auto",
         help="enforce the tool-call grammar while decoding (llguidance); auto = on where it is installed",
+    )
+    p.add_argument(
+        "--cache",
+        choices=["dynamic", "static"],
+        default="dynamic",
+        help="decode cache: dynamic grows per token; static is preallocated (needed by --compile)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the decode step (CUDA, with --cache static); the first reply compiles",
+    )
+    p.add_argument(
+        "--max-context",
+        type=int,
+        default=16384,
+        help="longest prompt the static cache holds (plus --max-new-tokens); longer ones use a dynamic cache",
     )
     think = p.add_mutually_exclusive_group()
     think.add_argument("--enable-thinking", dest="enable_thinking", action="store_true")
@@ -112,8 +130,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     engine = Engine(
-        tokenizer, model, model_name(args), args.max_new_tokens, args.enable_thinking, args.prefix_cache
+        tokenizer,
+        model,
+        model_name(args),
+        args.max_new_tokens,
+        args.enable_thinking,
+        args.prefix_cache,
+        cache_mode=args.cache,
+        compile=args.compile,
+        static_tokens=args.max_context + args.max_new_tokens,
     )
+    kernels = kernel_report(model)
+    engine.kernels = kernels
+    log(describe(kernels))
+    if args.compile and (args.cache != "static" or not str(model.device).startswith("cuda")):
+        log("note: --compile takes effect only with --cache static on CUDA; decoding is not compiled")
     try:
         engine.constraint = make_constraint(args.constrained, engine)
     except RuntimeError as exc:
@@ -127,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         return 5
     port = server.server_address[1]
     log(f"ready in {time.monotonic() - started:.1f}s on http://{args.host}:{port}/v1 serving {engine.name}")
-    os.write(ready_fd, (json.dumps({"ready": True, "port": port, "model": engine.name}) + "\n").encode())
+    ready = {"ready": True, "port": port, "model": engine.name, "kernels": kernels}
+    ready["decode"] = engine.decode_info()
+    os.write(ready_fd, (json.dumps(ready) + "\n").encode())
     os.close(ready_fd)
     try:
         server.serve_forever(poll_interval=0.5)

@@ -63,7 +63,16 @@ class Handler(BaseHTTPRequestHandler):
         path = self._path()
         engine = self.server.engine
         if path in ("/health", "/v1/health"):
-            self._json(200, {"status": "ok", "model": engine.name, "busy": engine.lock.locked()})
+            self._json(
+                200,
+                {
+                    "status": "ok",
+                    "model": engine.name,
+                    "busy": engine.lock.locked(),
+                    "kernels": engine.kernels,
+                    "decode": engine.decode_info(),
+                },
+            )
         elif path in ("/v1/models", "/models"):
             self._json(
                 200,
