@@ -7,7 +7,9 @@ prompt tokens, the cached tokens and the prefill are what a real run of that sha
 
 Variants: the loop as it is (the backend's counts size the budget; over it, the history is
 cut in one go to 75%) and the baseline, the same loop trimming one old result per step
-just down to the budget (``context_trim`` 1.0), as it did before.
+just down to the budget (``context_trim`` 1.0), as it did before; and the loop as it is
+against the worker with its prefix cache off (every prompt prefilled whole), for the
+worker's time with and without the cache.
 
     python benchmarks/context_growth.py [--steps 80] [--window 4096]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +67,14 @@ class WorkerProbe:
         self.url = url
         self.steps = steps
         self.calls: list[tuple[int, int]] = []
+        self.seconds = 0.0
+        """Wall time spent in the worker (prefill + one token), over the run."""
 
     def __call__(self, messages: list[Message], tools: list[ToolSpec]) -> AssistantTurn:
         body = {"messages": messages, "tools": tools, "max_tokens": 1, "temperature": 0}
+        t0 = time.perf_counter()
         usage = self.client.post(self.url, json=body).raise_for_status().json()["usage"]
+        self.seconds += time.perf_counter() - t0
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         self.calls.append((int(usage["prompt_tokens"]), cached))
         step = len(self.calls)
@@ -105,16 +112,22 @@ def run(url: str, steps: int, window: int, trim: float, folder: Path) -> dict[st
         "prefilled": sum(p - c for p, c in probe.calls),
         "misses": misses,
         "calls": len(prompts),
+        "worker_seconds": round(probe.seconds, 2),
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--steps", type=int, default=80)
-    parser.add_argument("--window", type=int, default=4096)
-    args = parser.parse_args()
+VARIANTS = (
+    ("now: cut to 75% in one go", 0.75, True),
+    ("before: one result per step", 1.0, True),
+    ("now, no prefix cache", 0.75, False),
+)
+
+
+def compare(steps: int, window: int, out: Any = None) -> dict[str, dict[str, Any]]:
+    """The loop's run with each variant against one tiny worker; printed as it goes."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_tiny_model(Path(tmp) / "tiny")
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -123,16 +136,31 @@ def main() -> None:
         server = WorkerServer(("127.0.0.1", 0), engine, SECRET)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
-        print(f"{args.steps} steps on an 80-column frame, window {args.window} tokens, tiny model's worker")
-        for label, trim in (("now: cut to 75% in one go", 0.75), ("before: one result per step", 1.0)):
-            r = run(url, args.steps, args.window, trim, Path(tmp))
-            at = ", ".join(f"step {k}: {v}" for k, v in r["prompt_tokens_at"].items())
-            print(
-                f"  {label:30} prompt tokens {at} (max {r['max_prompt']}); prefix-cache hits "
-                f"{r['hit_rate']:.0%}, {r['misses']} of {r['calls'] - 1} prompts missed; "
-                f"{r['prefilled']:,} tokens prefilled"
-            )
-        server.shutdown()
+        print(f"{steps} steps on an 80-column frame, window {window} tokens, tiny model's worker", file=out)
+        try:
+            for label, trim, cache in VARIANTS:
+                engine.prefix_cache = cache
+                engine._forget()
+                r = run(url, steps, window, trim, Path(tmp))
+                results[label] = r
+                at = ", ".join(f"step {k}: {v}" for k, v in r["prompt_tokens_at"].items())
+                print(
+                    f"  {label:30} prompt tokens {at} (max {r['max_prompt']}); prefix-cache hits "
+                    f"{r['hit_rate']:.0%}, {r['misses']} of {r['calls'] - 1} prompts missed; "
+                    f"{r['prefilled']:,} tokens prefilled; {r['worker_seconds']:.1f} s in the worker",
+                    file=out,
+                )
+        finally:
+            server.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--window", type=int, default=4096)
+    args = parser.parse_args()
+    compare(args.steps, args.window)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,34 @@ def measure(server: WorkerServer, body: dict[str, Any], n: int) -> dict[str, flo
     return out
 
 
+def compare(engine: Engine, requests: int, out: Any = None) -> list[dict[str, Any]]:
+    """Both servers, the four request kinds; one row per kind (printed as it goes)."""
+    servers = {
+        "TCP_NODELAY (the worker)": serve(engine, Handler),
+        "Nagle (before)": serve(engine, NagleHandler),
+    }
+    rows = []
+    try:
+        for stream in (False, True):
+            for max_tokens in (1, 16):
+                body = {"messages": MESSAGES, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
+                print(f"\n{'streamed' if stream else 'non-streamed'}, max_tokens {max_tokens}", file=out)
+                figures = {name: measure(server, body, requests) for name, server in servers.items()}
+                for name, f in figures.items():
+                    line = f"  {name:26} {f['total_ms']:8.1f} ms"
+                    if "http_ms" in f:
+                        http = f"HTTP {f['http_ms']:.1f} ms = {f['http_share']:.0%}"
+                        line += f"  (engine {f['engine_ms']:.1f} ms, {http})"
+                    print(line, file=out)
+                new, old = (figures[n] for n in servers)
+                print(f"  before/now: {old['total_ms'] / new['total_ms']:.2f}x", file=out)
+                rows.append({"stream": stream, "max_tokens": max_tokens, "now": new, "before": old})
+    finally:
+        for server in servers.values():
+            server.shutdown()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=40)
@@ -85,26 +113,8 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder)
         engine = Engine(tokenizer, model, "tiny", max_new_tokens=16, enable_thinking=False)
-        servers = {
-            "TCP_NODELAY (the worker)": serve(engine, Handler),
-            "Nagle (before)": serve(engine, NagleHandler),
-        }
         print(f"median of {args.requests} requests each, one keep-alive client, tiny local model")
-        for stream in (False, True):
-            for max_tokens in (1, 16):
-                body = {"messages": MESSAGES, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
-                print(f"\n{'streamed' if stream else 'non-streamed'}, max_tokens {max_tokens}")
-                figures = {name: measure(server, body, args.requests) for name, server in servers.items()}
-                for name, f in figures.items():
-                    line = f"  {name:26} {f['total_ms']:8.1f} ms"
-                    if "http_ms" in f:
-                        http = f"HTTP {f['http_ms']:.1f} ms = {f['http_share']:.0%}"
-                        line += f"  (engine {f['engine_ms']:.1f} ms, {http})"
-                    print(line)
-                new, old = (figures[n]["total_ms"] for n in servers)
-                print(f"  before/now: {old / new:.2f}x")
-        for server in servers.values():
-            server.shutdown()
+        compare(engine, args.requests)
 
 
 if __name__ == "__main__":
