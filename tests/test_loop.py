@@ -182,7 +182,7 @@ def test_every_event_has_a_json_form() -> None:
 
 
 def test_long_runs_are_fitted_to_the_context_budget() -> None:
-    from jupyter_analyst.agent.loop import TRIMMED
+    from jupyter_analyst.agent.loop import DROPPED, TRIMMED
 
     chatty = [code(f"print('row {i}: ' + 'x' * 1400)") for i in range(30)] + [final("done")]
     loop = AgentLoop(ScriptedPolicy(chatty), InProcessExecutor(), Budget(max_steps=40), context_chars=20_000)
@@ -190,8 +190,8 @@ def test_long_runs_are_fitted_to_the_context_budget() -> None:
     assert events[-1].reason is StopReason.FINAL_ANSWER
     tools = [m["content"] for m in loop.messages if m["role"] == "tool"]
     assert sum(len(str(m.get("content") or "")) for m in loop.messages) < 22_000
-    assert tools[0].endswith(TRIMMED) and "row 0" in tools[0]  # old output: shortened, still labelled
-    assert all(not t.endswith(TRIMMED) for t in tools[-7:])  # recent outputs stay whole
+    assert tools[0].endswith((TRIMMED, DROPPED)) and "row 0" in tools[0]  # shortened, still labelled
+    assert all(not t.endswith((TRIMMED, DROPPED)) for t in tools[-7:])  # recent outputs stay whole
     codes = [c["function"]["arguments"] for m in loop.messages for c in m.get("tool_calls") or []]
     assert all("1400" in c for c in codes[:30])  # the model's own code is never cut
 
@@ -494,6 +494,33 @@ def test_over_budget_the_history_is_cut_in_one_go_so_the_prefix_holds_for_many_s
     assert SHORTENED_CODE in old_code and "table_0 = df.groupby('g').x.mean()" in old_code  # names kept
     recent = json.loads(messages[-2]["tool_calls"][0]["function"]["arguments"])["code"]
     assert SHORTENED_CODE not in recent
+
+
+def test_last_resort_old_outputs_go_down_to_their_first_line_and_every_exchange_stays() -> None:
+    """A long run of short code and mid-size outputs: shortening outputs to 300 characters
+    and code to its binding lines is not enough, so old outputs keep only their first line.
+    No exchange is dropped: the model (and the baseline's plan) reads what was done there."""
+    from jupyter_analyst.agent.loop import DROPPED, TRIMMED, ContextMeter, fit_context
+    from jupyter_analyst.agent.tools import CODE_TOOL
+
+    def call(step: int) -> dict[str, Any]:
+        arguments = json.dumps({"code": f"summary_{step} = df['m{step}'].describe()\nsummary_{step}"})
+        return {"id": f"c{step}", "type": "function", "function": {"name": CODE_TOOL, "arguments": arguments}}
+
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
+    meter, budget = ContextMeter(), 40_000
+    for step in range(120):
+        messages.append({"role": "assistant", "content": "", "tool_calls": [call(step)]})
+        out = f"count 500 for m{step}\n" + "\n".join(f"stat{k} {k}.123456" for k in range(40))
+        messages.append({"role": "tool", "tool_call_id": f"c{step}", "content": out})
+        fit_context(messages, budget, meter=meter)
+        assert sum(map(meter.size, messages)) <= budget
+    tools = [str(m["content"]) for m in messages if m.get("role") == "tool"]
+    assert len(tools) == 120  # every exchange is still there
+    assert tools[0] == "count 500 for m0" + DROPPED
+    assert all(not t.endswith((DROPPED, TRIMMED)) for t in tools[-6:])  # recent outputs whole
+    codes = [m["tool_calls"][0]["function"]["arguments"] for m in messages if m.get("tool_calls")]
+    assert all(f"summary_{n} = " in c for n, c in enumerate(codes))  # names kept
 
 
 def test_the_budget_is_the_rendered_prompt_counted_by_the_backend() -> None:

@@ -119,6 +119,10 @@ CODE_KEEP_LINES = 3
 SHORTENED_CODE = "# ... (older code shortened to fit the context)"
 OLD_OBSERVATION_CHARS = 300
 TRIMMED = "\n[older output shortened to fit the context]"
+STUB_CHARS = 80
+"""The last resort for an old output: its first line, at most this long. Every exchange stays
+(the model, and the baseline, read what was done from the code), only what it printed goes."""
+DROPPED = "\n[older output dropped to fit the context]"
 
 
 @dataclass
@@ -436,7 +440,8 @@ def fit_context(
     holds. Over it, the history is cut in one go to ``trim_to`` of the budget: first the
     oldest tool results are shortened (head and tail, labelled), then, when that is not
     enough, the oldest code cells (their first lines and every line that binds a name, so
-    the model still knows its variables). The task and the latest ``keep_recent`` exchanges
+    the model still knows its variables), and last the old results down to their first
+    line. The task and the latest ``keep_recent`` exchanges
     stay whole: the model needs recent outputs and code to fix errors.
     """
     size = meter.size if meter is not None else _size
@@ -467,6 +472,17 @@ def fit_context(
             before = size(message)
             messages[i] = {**message, "tool_calls": calls}
             total -= before - size(messages[i])
+    for i in old_tools:  # still over: old outputs down to their first line
+        if total <= goal:
+            return
+        content = str(messages[i].get("content") or "")
+        if content.endswith(DROPPED):
+            continue
+        first = content.split("\n", 1)[0][:STUB_CHARS]
+        stub = first + DROPPED
+        if len(stub) < len(content):
+            total -= len(content) - len(stub)
+            messages[i] = {**messages[i], "content": stub}
 
 
 def _shorten_call(call: dict[str, Any]) -> dict[str, Any]:
