@@ -19,6 +19,10 @@
   parameter of a tiny model and writes a whole model folder (weights, the original tokenizer
   and template, ``scratch.json``) that ``--model DIR`` serves with no adapter. Same data path,
   same assistant-only loss; trained tokens per second are measured and reported.
+* Under ``accelerate launch --num_processes N`` (data parallel, one process per GPU) each process
+  loads its own copy of the base (4-bit too) on its own GPU and trains on its share of the
+  batches; only the main process prints and writes the output folder. The start line gives the
+  global batch: per device x processes x accumulation steps.
 """
 
 from __future__ import annotations
@@ -95,11 +99,67 @@ class TrainResult:
         return self.steps > 0 and self.lora_tensors_changed == self.lora_tensors
 
 
+def _accelerate_cpu() -> bool:
+    """Whether ``accelerate launch --cpu`` started us (it sets ``ACCELERATE_USE_CPU``)."""
+    return os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+
+
 def resolve_device(config: TrainConfig) -> tuple[str, str]:
-    """(device, quantization) actually used, read as the model worker reads them."""
+    """(device, quantization) actually used, read as the model worker reads them.
+
+    ``accelerate launch --cpu`` (``ACCELERATE_USE_CPU``) makes ``TrainingArguments`` train on the
+    CPU whatever we ask, so ``--device auto`` follows it rather than loading the base on a GPU.
+    """
+    from ..errors import InputError
     from ..models.worker.loading import resolve_device as resolve
 
-    return resolve(config.device, config.quantization)
+    device = config.device
+    if _accelerate_cpu():
+        if device == "cuda":
+            raise InputError("accelerate launch --cpu trains on the CPU: drop --device cuda")
+        device = "cpu"
+    return resolve(device, config.quantization)
+
+
+def process_state(device: str) -> Any:
+    """This process's place in a launched job (``accelerate launch``, ``torchrun``): accelerate's
+    ``PartialState``, set up exactly as ``TrainingArguments`` will set it up (``cpu`` for a CPU run,
+    gloo), so the rank is known before anything is printed, loaded or written. Without a
+    launcher it is one process of one, rank 0, and changes nothing."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=device == "cpu")
+
+
+def launch_note(state: Any) -> str:
+    """A warning when ``accelerate launch --cpu --num_processes N`` started a single process.
+
+    Its CPU launcher runs more processes only through ``mpirun``: without a hostfile it starts
+    one, setting ``MASTER_PORT`` as if there were N, and the run would silently train alone.
+    """
+    if state.num_processes > 1 or "MASTER_PORT" not in os.environ or not _accelerate_cpu():
+        return ""
+    return (
+        "warning: one process: `accelerate launch --cpu` starts a single process whatever "
+        "--num_processes says (more only through mpirun); for N CPU processes on this machine use "
+        "`accelerate launch --multi_gpu --num_processes N -m jupyter_analyst train ... --device cpu`"
+    )
+
+
+def global_batch(config: TrainConfig, processes: int) -> int:
+    """Sequences per optimizer step: in data parallel each process takes its own micro-batches,
+    so a launched job's step sees ``processes`` times the batch a single process's would."""
+    return config.per_device_train_batch_size * processes * (config.gradient_accumulation_steps or 1)
+
+
+def batch_phrase(config: TrainConfig, processes: int) -> str:
+    """The start line's batch: the global figure and the product it comes from."""
+    steps = config.gradient_accumulation_steps or 1
+    return (
+        f"global batch {global_batch(config, processes)} = {config.per_device_train_batch_size} per "
+        f"device x {processes} process{'es' if processes != 1 else ''} x {steps} accumulation "
+        f"step{'s' if steps != 1 else ''}"
+    )
 
 
 def print_estimate(config: TrainConfig, quant: str, log: Any) -> None:
@@ -128,13 +188,19 @@ def print_estimate(config: TrainConfig, quant: str, log: Any) -> None:
     )
 
 
-def load_base(config: TrainConfig, device: str, quant: str) -> Any:
-    """A freshly loaded base model (never run before training: see the module docstring)."""
+def load_base(config: TrainConfig, device: str, quant: str, local_rank: int = 0) -> Any:
+    """A freshly loaded base model (never run before training: see the module docstring).
+
+    On CUDA it goes whole onto GPU ``local_rank``, this process's GPU in a launched job: a 4-bit
+    base cannot be moved after loading, and DDP needs each process's copy on its own device.
+    """
     from transformers import AutoModelForCausalLM
 
     from ..models.worker.loading import load_kwargs
 
     kwargs = load_kwargs(device, quant)
+    if device == "cuda":
+        kwargs["device_map"] = {"": local_rank}
     model = AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
     model.config.use_cache = False
     return model
@@ -184,7 +250,10 @@ def resolve_method(config: TrainConfig) -> tuple[TrainConfig, str]:
 
 
 def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
-    """Run one training job; ``None`` when only the estimate was asked for."""
+    """Run one training job; ``None`` when only the estimate was asked for.
+
+    In a launched job every process runs this; only the main one calls ``log``.
+    """
     from ..errors import InputError
     from .chat_template import TemplateError, supervised_text, training_template
     from .data import load_rows, to_dataset, token_counts
@@ -193,12 +262,21 @@ def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
     config, why = resolve_method(config)
     assert config.max_length is not None
     device, quant = resolve_device(config)
+    state = process_state(device)
+    if not state.is_main_process:
+        log = _quiet_replica()
     if config.method == "full":
         quant = "none"
         how_trained = "full-parameter training"
     else:
         how_trained = "QLoRA, 4-bit NF4 base" if quant == "4bit" else "LoRA, full-precision base"
-    log(f"jupyter-analyst train: {config.model} on {device} ({how_trained}: {why})")
+    log(
+        f"jupyter-analyst train: {config.model} on {device} ({how_trained}: {why}); "
+        f"{batch_phrase(config, state.num_processes)}"
+    )
+    note = launch_note(state)
+    if note:
+        log(note)
     if config.method == "lora":
         print_estimate(config, quant, log)
     rows, summary = load_rows(config.data, TrajectoryFilter(keep=config.keep, max_chars=config.max_chars))
@@ -229,7 +307,18 @@ def train(config: TrainConfig, log: Any = print) -> TrainResult | None:
     rows, note = select_trainable(rows, counts, config.max_length, config.overlong)
     if note:
         log(note)
-    return _fit(config, device, quant, tokenizer, to_dataset(rows), how, log, supervised_text)
+    return _fit(config, device, quant, tokenizer, to_dataset(rows), how, log, supervised_text, state)
+
+
+def _quiet_replica() -> Any:
+    """The log of a process other than the main one: silent, and without the progress bars
+    (weights, dataset maps) that every process would otherwise draw once more."""
+    from datasets import disable_progress_bars
+    from transformers.utils.logging import disable_progress_bar
+
+    disable_progress_bars()
+    disable_progress_bar()
+    return lambda s: None
 
 
 def select_trainable(
@@ -289,8 +378,12 @@ def select_trainable(
     return kept, f"training on {len(kept)} of {n} trajectories, dropped {' and '.join(parts)}{hint}"
 
 
-def _time_limit(minutes: float) -> Any:
-    """A callback that ends training cleanly (the model is still saved) after ``minutes``."""
+def _time_limit(minutes: float, processes: Any) -> Any:
+    """A callback that ends training cleanly (the model is still saved) after ``minutes``.
+
+    In a launched job the main process's clock decides for all (a broadcast each step): a
+    process that stopped alone would leave the others waiting in DDP's gradient all-reduce.
+    """
     from transformers import TrainerCallback
 
     class _Deadline(TrainerCallback):
@@ -298,7 +391,13 @@ def _time_limit(minutes: float) -> Any:
             self.deadline = time.monotonic() + minutes * 60
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if time.monotonic() >= self.deadline:
+            stop = time.monotonic() >= self.deadline
+            if processes.num_processes > 1:
+                import torch
+                from accelerate.utils import broadcast
+
+                stop = bool(broadcast(torch.tensor([int(stop)], device=processes.device)).item())
+            if stop:
                 control.should_training_stop = True
             return control
 
@@ -332,7 +431,10 @@ def _fit(
     how: str,
     log: Any,
     supervised_text: Any,
+    processes: Any,
 ) -> TrainResult:
+    """Train, then (main process only) write the adapter or model and the summary; the other
+    processes wait at a barrier so that none exits while the output is still being written."""
     import torch
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
@@ -389,8 +491,8 @@ def _fit(
             bias="none",
             task_type="CAUSAL_LM",
         )
-    model = load_base(config, device, quant)
-    callbacks = [_time_limit(config.max_minutes)] if config.max_minutes > 0 else None
+    model = load_base(config, device, quant, processes.local_process_index)
+    callbacks = [_time_limit(config.max_minutes, processes)] if config.max_minutes > 0 else None
     started, cpu_started = time.monotonic(), time.process_time()
     with warnings.catch_warnings():
         # A repacked 4-bit base trains silently wrong; make its warning fatal (design.md §7).
@@ -437,6 +539,37 @@ def _fit(
         cpu_seconds=round(cpu_seconds, 1),
         sample=sample,
     )
+    result.model = trainer.model  # not a field: in-process callers (tests) inspect the trained weights
+    if processes.is_main_process:
+        _write_outputs(trainer, config, out, result, device, quant, optim, processes.num_processes)
+    processes.wait_for_everyone()
+    loss_text = f"loss {result.first_loss:.3f} -> {result.last_loss:.3f}" if losses else "no loss logged"
+    what = "parameter tensors" if full else "LoRA tensors"
+    log(
+        f"trained {result.steps} steps on {result.examples} sequences in {result.seconds:.0f}s "
+        f"({tokens} tokens, {result.tokens_per_second:.0f} tokens/s), {loss_text}; "
+        f"{changed}/{len(initial)} {what} changed -> {out}"
+    )
+    if changed != len(initial):
+        log(f"warning: some {what} did not change: gradients did not reach every trained layer")
+    return result
+
+
+def _write_outputs(
+    trainer: Any,
+    config: TrainConfig,
+    out: Path,
+    result: TrainResult,
+    device: str,
+    quant: str,
+    optim: str,
+    processes: int,
+) -> None:
+    """The adapter (or whole model) and ``training_summary.json``: the main process's job only."""
+    import torch
+
+    full = config.method == "full"
+    trained: Any = trainer.model
     out.mkdir(parents=True, exist_ok=True)
     extra: dict[str, Any] = {}
     if full:
@@ -453,6 +586,8 @@ def _fit(
                 "device": device,
                 "quantization": quant,
                 "optim": optim,
+                "processes": processes,
+                "global_batch": global_batch(config, processes),
                 **extra,
                 "torch_threads": torch.get_num_threads(),
                 "pid": os.getpid(),
@@ -461,14 +596,3 @@ def _fit(
             default=str,
         )
     )
-    result.model = trainer.model  # not a field: in-process callers (tests) inspect the trained weights
-    loss_text = f"loss {result.first_loss:.3f} -> {result.last_loss:.3f}" if losses else "no loss logged"
-    what = "parameter tensors" if full else "LoRA tensors"
-    log(
-        f"trained {result.steps} steps on {result.examples} sequences in {result.seconds:.0f}s "
-        f"({tokens} tokens, {result.tokens_per_second:.0f} tokens/s), {loss_text}; "
-        f"{changed}/{len(initial)} {what} changed -> {out}"
-    )
-    if changed != len(initial):
-        log(f"warning: some {what} did not change: gradients did not reach every trained layer")
-    return result
