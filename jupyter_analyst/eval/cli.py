@@ -1,7 +1,7 @@
 """``jupyter analyst eval``: run a judged suite, write its report, or compare two result sets.
 
     jupyter analyst eval [--suite builtin|dabench --data-dir DIR] [--tasks GLOB ...] [--kind open|closed]
-                         [--limit N] [--workers N] [-o DIR] [model flags as for `run`]
+                         [--limit N] [--workers N] [--ray ADDRESS] [-o DIR] [model flags as for `run`]
     jupyter analyst eval report DIR            # re-write DIR/report.md from its records
     jupyter analyst eval compare DIR_A DIR_B   # side by side (also: --compare DIR_A DIR_B)
 
@@ -15,10 +15,13 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..levers import add_lever_options, lever_settings
-from .options import add_suite_options
+from .options import add_cluster_options, add_suite_options
+
+if TYPE_CHECKING:
+    from .fanout import Cluster
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,7 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     add_suite_options(p)
     p.add_argument("--list", action="store_true", help="list the selected tasks and exit")
     p.add_argument("-o", "--output", type=Path, help="result folder (default ./eval-<suite>-<policy>)")
-    p.add_argument("--workers", type=int, default=1, help="tasks run in parallel, each with its own kernel")
+    add_cluster_options(
+        p, "tasks run in parallel, each with its own kernel (default 1; with --ray: the cluster's CPUs)"
+    )
     p.add_argument("--no-resume", action="store_true", help="start over instead of skipping finished tasks")
     p.add_argument(
         "--no-rerun", action="store_true", help="skip the re-run check (faster; 'reproducible' unknown)"
@@ -148,8 +153,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{t.id:<34} {t.kind:<6} {t.dataset:<20} {t.question.splitlines()[0][:70]}")
         print(f"{len(tasks)} tasks over {len({t.dataset for t in tasks})} datasets", file=out)
         return 0
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise InputError("--workers must be at least 1")
+
+    from contextlib import ExitStack
 
     from ..agent import Budget
     from ..models.select import build_policy, choice_from_args
@@ -160,29 +167,44 @@ def run(args: argparse.Namespace) -> int:
     check_limits(budget, args.cell_timeout)  # one line now, not a harness error per task
 
     output = args.output or Path(f"eval-{args.suite}-{_slug(args)}")
-    with build_policy(choice_from_args(args)) as handle:
+    choice = choice_from_args(args)
+    cluster: Cluster | None = None
+    with ExitStack() as stack:
+        if args.ray:  # the analyst starts on the workers, not here
+            from .fanout import connect
+
+            cluster = stack.enter_context(connect(args.ray, choice, args.workers))
+            label, note, workers = cluster.label, cluster.note, cluster.workers
+            where = f" on {cluster.describe()}"
+        else:
+            handle = stack.enter_context(build_policy(choice))
+            label, note, workers, where = handle.label, handle.note, args.workers or 1, ""
         print(
-            f"jupyter-analyst eval: {len(tasks)} tasks with {handle.label}, "
-            f"{args.workers} worker(s) -> {output}",
+            f"jupyter-analyst eval: {len(tasks)} tasks with {label}, {workers} worker(s){where} -> {output}",
             file=out,
         )
-        if handle.note:
-            print(f"  ({handle.note})", file=out)
+        if note:
+            print(f"  ({note})", file=out)
         config = EvalConfig(
             output=output,
             budget=budget,
             cell_timeout=args.cell_timeout,
-            workers=args.workers,
+            workers=workers,
             rerun=not args.no_rerun,
             resume=not args.no_resume,
             data_cache=args.data_cache,
             suite=args.suite,
-            policy_label=handle.label,
+            policy_label=label,
             **lever_settings(args),
             skipped=skipped,
+            cluster=cluster.info if cluster else None,
         )
-        policy = handle.policy
-        result = run_suite(tasks, lambda task: policy, config, progress=None if args.quiet else out)
+        progress = None if args.quiet else out
+        if cluster is not None:
+            result = run_suite(tasks, None, config, progress, run_many=cluster.eval_runner(config))
+        else:
+            policy = handle.policy
+            result = run_suite(tasks, lambda task: policy, config, progress=progress)
     if result["skipped"]:
         print(
             f"  resumed: {result['skipped']} finished task(s) skipped, "

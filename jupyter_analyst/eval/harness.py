@@ -5,7 +5,8 @@ fresh kernel for the re-run), so workers are threads: the heavy work is in the k
 model processes, and threads can share one started policy (an embedded model is started
 once and reached over its base URL). Records are appended as tasks finish, so an
 interrupted evaluation resumes where it stopped: tasks with a record are skipped (and
-counted, with their passes, in the progress line).
+counted, with their passes, in the progress line). With ``--ray`` the same records come
+back from a cluster's worker nodes instead (``eval.fanout``) and are written the same way.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,6 +38,8 @@ from .tasks import EvalTask
 RESULTS = "results.jsonl"
 RUN_INFO = "run.json"
 PolicyFactory = Callable[[EvalTask], Policy]
+RunMany = Callable[[list[EvalTask]], Generator[tuple[EvalTask, dict[str, Any]], None, None]]
+"""Runs tasks elsewhere (``eval.fanout``) and yields ``(task, record)`` as each finishes."""
 
 
 @dataclass
@@ -60,6 +64,9 @@ class EvalConfig:
     skipped: list[dict[str, str]] = field(default_factory=list)
     """Questions of the suite left out before the run (``{"id", "file", "why"}``), kept in
     run.json so the report names them."""
+    cluster: dict[str, Any] | None = None
+    """Where the tasks ran when not in this process (``eval.fanout``: the Ray cluster's
+    address, nodes and CPUs), kept in run.json's session."""
 
 
 def load_records(output: Path) -> dict[str, dict[str, Any]]:
@@ -124,7 +131,12 @@ def task_facts(messages: list[Message]) -> str | None:
     return split_task(content)[1] if isinstance(content, str) else None
 
 
-def _place_data(task: EvalTask, config: EvalConfig) -> Path:
+def notebook_of(task: EvalTask) -> str:
+    """Where a task's notebook goes, relative to the output folder."""
+    return f"notebooks/{task.id}.ipynb"
+
+
+def place_data(task: EvalTask, config: EvalConfig) -> Path:
     """The data file a task's notebook loads: built-in data is copied into the output folder."""
     if task.scoring != "builtin":
         if task.data_path is None:
@@ -155,7 +167,7 @@ def run_task(
 
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    notebook = config.output / "notebooks" / f"{task.id}.ipynb"
+    notebook = config.output / notebook_of(task)
     events: list[Event] = []
     record: dict[str, Any] = {
         "task_id": task.id,
@@ -172,7 +184,7 @@ def run_task(
         },
     }
     try:
-        data = _place_data(task, config)
+        data = place_data(task, config)
         record["data"] = os.path.relpath(data, config.output)
         expected = task.expected(data)
         record["expected"] = expected
@@ -235,7 +247,7 @@ def _write_info(config: EvalConfig, tasks: list[EvalTask], todo: int) -> None:
             "workers": config.workers,
             "suite": config.suite,
             "version": __version__,
-            "cpus": os.cpu_count(),
+            "cpus": config.cluster["cpus"] if config.cluster else os.cpu_count(),  # where tasks ran
             "budget": {
                 "max_steps": config.budget.max_steps,
                 "max_tokens": config.budget.max_tokens,
@@ -248,6 +260,7 @@ def _write_info(config: EvalConfig, tasks: list[EvalTask], todo: int) -> None:
                 "grounding_gate": config.grounding_gate,
                 "keep_failed_cells": config.keep_failed_cells,
             },
+            **({"ray": config.cluster} if config.cluster else {}),
         }
     )
     info.update({"policy": config.policy_label, "suite": config.suite, "skipped": config.skipped})
@@ -263,14 +276,17 @@ def _finish_info(config: EvalConfig, wall: float) -> None:
 
 def run_suite(
     tasks: Iterable[EvalTask],
-    policy_for: PolicyFactory,
+    policy_for: PolicyFactory | None,
     config: EvalConfig,
     progress: TextIO | None = sys.stderr,
+    run_many: RunMany | None = None,
 ) -> dict[str, Any]:
     """Run every task not yet finished in ``config.output``; return a summary of this session.
 
-    The summary holds ``records`` (all selected tasks, earlier sessions included),
-    ``ran`` / ``skipped`` counts and this session's ``wall_seconds``.
+    Tasks run in ``config.workers`` threads here, each with the policy ``policy_for`` gives,
+    or, given ``run_many`` (a cluster), wherever it runs them; either way each record is
+    appended as its task finishes. The summary holds ``records`` (all selected tasks,
+    earlier sessions included), ``ran`` / ``skipped`` counts and this session's ``wall_seconds``.
     """
     tasks = list(tasks)
     config.output.mkdir(parents=True, exist_ok=True)
@@ -291,29 +307,38 @@ def run_suite(
 
     stop = threading.Event()
 
-    def one(task: EvalTask) -> dict[str, Any]:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        record = run_task(task, policy_for(task), config, stop)
+    def write(task: EvalTask, record: dict[str, Any]) -> None:
         with lock, results_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
             fh.flush()
         bar.update(task.id, record)
+
+    def one(task: EvalTask) -> dict[str, Any]:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        assert policy_for is not None
+        record = run_task(task, policy_for(task), config, stop)
+        write(task, record)
         return record
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="eval") as pool:
-            pending: set[Future[dict[str, Any]]] = {pool.submit(one, t) for t in todo}
-            try:
-                while pending:
-                    finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        f.result()
-            except BaseException:
-                stop.set()  # running tasks end at their next step; queued ones never start
-                for f in pending:
-                    f.cancel()
-                raise
+        if run_many is not None:  # closing it (Ctrl-C too) cancels what still runs there
+            with closing(run_many(todo)) as done_elsewhere:
+                for task, record in done_elsewhere:
+                    write(task, record)
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="eval") as pool:
+                pending: set[Future[dict[str, Any]]] = {pool.submit(one, t) for t in todo}
+                try:
+                    while pending:
+                        finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            f.result()
+                except BaseException:
+                    stop.set()  # running tasks end at their next step; queued ones never start
+                    for f in pending:
+                        f.cancel()
+                    raise
     finally:
         bar.close()
         _finish_info(config, round(time.monotonic() - start, 3))

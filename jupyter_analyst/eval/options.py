@@ -1,4 +1,4 @@
-"""The task-selection flags ``eval`` and ``collect`` share, spelt once.
+"""The task-selection and fan-out flags ``eval`` and ``collect`` share, spelt once.
 
 Only argparse is imported: the CLI builds its parsers before any heavy import.
 """
@@ -42,3 +42,15 @@ def add_suite_options(parser: argparse.ArgumentParser) -> None:
         "--kind", choices=["open", "closed"], help="only open analyses or only closed-form questions"
     )
     parser.add_argument("--limit", type=int, help="at most N tasks (after the filters)")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, workers_help: str) -> None:
+    """``--workers`` (what runs at once) and ``--ray`` (where: a Ray cluster, see ``eval.fanout``)."""
+    parser.add_argument("--workers", type=int, metavar="N", help=workers_help)
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="fan the tasks out over the Ray cluster whose head is at ADDRESS (host:port, or 'auto'); "
+        "run from a node of the cluster; each task gets its own kernel on a worker node, its data "
+        "travels with it and its notebook comes back here (needs jupyter-analyst[ray] on every node)",
+    )

@@ -4,6 +4,7 @@
                             [--pool-datasets N --pool-seed S] [--tasks GLOB ...] [--samples N]
                             [--keep passed|finished|any] [--teacher-errors RATE] [--context-tokens N]
                             [--baseline | --base-url URL --model M | --profile P ...]
+                            [--ray ADDRESS [--workers N]]
 
 ``--split train`` (``--suite pool``) runs over the training pool (``training.pool``), whose
 tables are disjoint from the built-in suite's, which stays the held-out evaluation;
@@ -13,7 +14,8 @@ Each task is a whole headless run (``runner.run_analysis``) judged by the evalua
 (``eval.judge.judge_run``); the conversation the teacher saw and produced is written with
 its verdict when it passes the filters. ``OUTPUT.state.jsonl`` lists every (task, sample)
 attempted, kept or not, so a resumed collection skips them; notebooks and data copies go to
-``OUTPUT.work/``.
+``OUTPUT.work/``. Runs go one at a time, or with ``--ray ADDRESS`` over a Ray cluster's
+worker nodes (``eval.fanout``); either way the lines are written here as runs finish.
 """
 
 from __future__ import annotations
@@ -22,13 +24,19 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Generator
+from contextlib import ExitStack, closing
+from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..eval.options import add_suite_options
+from ..eval.options import add_cluster_options, add_suite_options
 from ..jsonl import read_records
 from ..levers import add_lever_options, lever_settings
 from .trajectory import KEEP_CHOICES
+
+if TYPE_CHECKING:
+    from ..eval.fanout import Cluster
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -83,6 +91,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--replay", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    add_cluster_options(
+        p, "with --ray: runs in flight (default: the cluster's CPUs); without it runs go one at a time"
+    )
     add_model_options(p)
     add_lever_options(p)
 
@@ -113,6 +124,10 @@ def _data_file(task: Any, work: Path, cache: Path | None) -> Path:
     return target
 
 
+def _notebook_name(task: Any, sample: int) -> str:
+    return f"notebooks/{task.id}-{sample}.ipynb"
+
+
 def collect_one(
     task: Any, sample: int, policy: Any, args: argparse.Namespace, work: Path, label: str
 ) -> tuple[dict[str, Any] | None, str]:
@@ -126,7 +141,7 @@ def collect_one(
     from .trajectory import record_run
 
     data = _data_file(task, work, args.data_cache)
-    notebook = work / "notebooks" / f"{task.id}-{sample}.ipynb"
+    notebook = work / _notebook_name(task, sample)
     notebook.unlink(missing_ok=True)
     events: list[Event] = []
     config = RunConfig(
@@ -166,6 +181,24 @@ def collect_one(
     return record, "pass" if verdict.passed else "fail"
 
 
+def _attempt(
+    task: Any, policy: Any, work: Path, *, sample: int, args: argparse.Namespace, label: str
+) -> tuple[dict[str, Any] | None, str, str]:
+    """One (task, sample), with the teacher's mistakes when asked: (record, status, input
+    error or ""). Here or on a Ray worker (``eval.fanout`` calls it with the first three)."""
+    from ..errors import InputError
+
+    if args.teacher_errors:
+        from ..models.teacher import TeacherPolicy
+
+        policy = TeacherPolicy(policy, args.teacher_errors, args.teacher_seed + sample)
+    try:
+        record, status = collect_one(task, sample, policy, args, work, label)
+    except InputError as exc:  # a dataset that can't load: note it, go on
+        return None, "error", f"input error: {exc}"
+    return record, status, ""
+
+
 def _bar(stream: TextIO | None, done: int, total: int, kept: int, started: float, last: str) -> None:
     if stream is None:
         return
@@ -190,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--samples must be at least 1")
     if not 0.0 <= args.teacher_errors <= 1.0:
         raise InputError("--teacher-errors must be a fraction between 0 and 1")
+    if args.workers is not None and (args.workers < 1 or (args.workers > 1 and not args.ray)):
+        raise InputError("--workers must be at least 1, and above 1 only with --ray")
     from ..agent import Budget
     from ..runner import check_limits
 
@@ -210,51 +245,57 @@ def run(args: argparse.Namespace) -> int:
     stream = None if args.quiet else err
     total = len(tasks) * args.samples
     started = time.monotonic()
-    with build_policy(choice_from_args(args)) as handle:
+    choice = choice_from_args(args)
+    with ExitStack() as stack:
+        if args.ray:  # the teacher starts on the workers, not here
+            from ..eval.fanout import connect
+
+            cluster = stack.enter_context(connect(args.ray, choice, args.workers))
+            base, where = cluster.label, f", {cluster.workers} in flight on {cluster.describe()}"
+            runs = _on_cluster(cluster, todo, args, work, base)
+        else:
+            handle = stack.enter_context(build_policy(choice))
+            base, where = handle.label, ""
+            runs = _here(handle.policy, todo, args, work, base)
         print(
-            f"jupyter-analyst collect: {len(todo)} of {total} runs to do with {handle.label} -> {output}",
+            f"jupyter-analyst collect: {len(todo)} of {total} runs to do with {base}{where} -> {output}",
             file=err,
         )
-        kept = 0
-        label = handle.label + (f" + teacher errors {args.teacher_errors:g}" if args.teacher_errors else "")
-        for i, (task, sample) in enumerate(todo):
-            t0 = time.monotonic()
-            policy = handle.policy
-            if args.teacher_errors:
-                from ..models.teacher import TeacherPolicy
-
-                policy = TeacherPolicy(policy, args.teacher_errors, args.teacher_seed + sample)
-            meta: dict[str, Any] = {}
-            try:
-                record, status = collect_one(task, sample, policy, args, work, label)
-                why = writer.write(record) if record is not None else "harness error"
+        kept = finished = 0
+        lost: list[str] = []
+        with closing(runs):
+            for task, sample, (record, status, error), seconds in runs:
+                finished += 1
+                if error.startswith(LOST):  # no state line: a resumed collection runs it again
+                    lost.append(f"{task.id}: {error}")
+                    _bar(stream, total - len(todo) + finished, total, kept, started, f"{task.id}: {error}")
+                    continue
+                why = error or (writer.write(record) if record is not None else "harness error")
                 meta = (record or {}).get("meta") or {}
-            except InputError as exc:  # a dataset that can't load: note it, go on
-                status, why = "error", f"input error: {exc}"
-            kept += int(not why)
-            with state.open("a", encoding="utf-8") as fh:
-                fh.write(
-                    json.dumps(
-                        {
-                            "task_id": task.id,
-                            "sample": sample,
-                            "status": status,
-                            "kept": not why,
-                            "why": why,
-                            "seconds": round(time.monotonic() - t0, 1),
-                            **{k: meta[k] for k in ("steps", "errors", "errors_fixed") if k in meta},
-                        }
+                kept += int(not why)
+                with state.open("a", encoding="utf-8") as fh:
+                    fh.write(
+                        json.dumps(
+                            {
+                                "task_id": task.id,
+                                "sample": sample,
+                                "status": status,
+                                "kept": not why,
+                                "why": why,
+                                "seconds": round(seconds, 1),
+                                **{k: meta[k] for k in ("steps", "errors", "errors_fixed") if k in meta},
+                            }
+                        )
+                        + "\n"
                     )
-                    + "\n"
+                _bar(
+                    stream,
+                    total - len(todo) + finished,
+                    total,
+                    kept,
+                    started,
+                    f"{task.id}: {status}{'' if not why else ' (' + why + ')'}",
                 )
-            _bar(
-                stream,
-                total - len(todo) + i + 1,
-                total,
-                kept,
-                started,
-                f"{task.id}: {status}{'' if not why else ' (' + why + ')'}",
-            )
     if stream is not None and getattr(stream, "isatty", lambda: False)():
         print(file=stream)
     print(
@@ -262,9 +303,55 @@ def run(args: argparse.Namespace) -> int:
         f"skipped: {dict(writer.rejected) or 'none'}",
         file=err,
     )
-    if todo:
+    if lost:
+        print(f"{len(lost)} run(s) {LOST}, to run again on resume; first: {lost[0]}", file=err)
+    if todo and state.exists():
         print(collection_summary(state, time.monotonic() - started, len(todo)), file=err)
     return 0
+
+
+Run = tuple[Any, int, tuple[dict[str, Any] | None, str, str], float]
+"""(task, sample, what ``_attempt`` returned, seconds), in the order the runs finish."""
+LOST = "lost on the Ray cluster"
+
+
+def _label(base: str, args: argparse.Namespace) -> str:
+    return base + (f" + teacher errors {args.teacher_errors:g}" if args.teacher_errors else "")
+
+
+def _here(
+    policy: Any, todo: list[tuple[Any, int]], args: argparse.Namespace, work: Path, base: str
+) -> Generator[Run, None, None]:
+    """The runs one after another in this process (a kernel of their own each)."""
+    for task, sample in todo:
+        t0 = time.monotonic()
+        outcome = _attempt(task, policy, work, sample=sample, args=args, label=_label(base, args))
+        yield task, sample, outcome, time.monotonic() - t0
+
+
+def _on_cluster(
+    cluster: Cluster, todo: list[tuple[Any, int]], args: argparse.Namespace, work: Path, base: str
+) -> Generator[Run, None, None]:
+    """The runs on a Ray cluster's workers; a run the cluster lost (or a bug outside the run)
+    comes back as a ``LOST`` error, which writes no state line."""
+    from ..eval.fanout import Job
+
+    shipped = argparse.Namespace(**{**vars(args), "data_cache": None})  # no driver paths there
+
+    def job(task: Any, sample: int) -> Job:
+        try:
+            data: Path | None = _data_file(task, work, args.data_cache)  # the driver's copy
+        except Exception:  # noqa: BLE001 - the worker meets it too, and notes it
+            data = None
+        fn = partial(_attempt, sample=sample, args=shipped, label=_label(base, args))
+        return Job((task, sample), fn, task, data, work, _notebook_name(task, sample))
+
+    finished = cluster.imap(job(t, s) for t, s in todo)
+    with closing(finished):
+        for done in finished:
+            task, sample = done.job.key
+            outcome = done.value if not done.error else (None, "error", f"{LOST}: {done.error}")
+            yield task, sample, outcome, done.seconds
 
 
 def collection_stats(state: Path) -> dict[str, float]:
