@@ -231,24 +231,58 @@ def _config(arch: str, vocab_size: int, eos_id: int, pad_id: int) -> Any:
         # head_dim = 64 / 2 = 32 so the k/v projections (2 heads x 32) stay multiples of 32.
         common.update(num_attention_heads=2, num_key_value_heads=1)
         return Qwen2Config(**common)
-    raise ValueError(f"unknown tiny architecture {arch!r}; use 'qwen3_5' or 'qwen2'")
+    if arch == "qwen3_5_vl":
+        from transformers import Qwen3_5Config, Qwen3_5VisionConfig
+
+        # The text tower is the tiny qwen3_5; the vision tower is as small as the config allows
+        # (it never sees an image here) but real, so the module names are the checkpoint's;
+        # every Linear in it is a multiple of 32 wide too (bnb 4-bit on CPU).
+        text = _config("qwen3_5", vocab_size, eos_id, pad_id)
+        vision = Qwen3_5VisionConfig(
+            depth=1,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=text.hidden_size,
+            patch_size=4,
+            num_position_embeddings=16,
+        )
+        # The image/video ids sit in the padding rows past the tokenizer (it never emits them).
+        return Qwen3_5Config(
+            text_config=text.to_dict(),
+            vision_config=vision.to_dict(),
+            image_token_id=vocab_size - 1,
+            video_token_id=vocab_size - 2,
+            vision_start_token_id=vocab_size - 3,
+            vision_end_token_id=vocab_size - 4,
+            tie_word_embeddings=False,
+        )
+    raise ValueError(f"unknown tiny architecture {arch!r}; use 'qwen3_5', 'qwen3_5_vl' or 'qwen2'")
 
 
 def build_tiny_model(path: Path, arch: str = "qwen3_5", seed: int = 0) -> Path:
-    """Write tokenizer + config + random weights to ``path``; loadable offline via Auto*."""
+    """Write tokenizer + config + random weights to ``path``; loadable offline via Auto*.
+
+    ``arch="qwen3_5_vl"`` writes what the real Qwen3.5 / CoPaw-Flash checkpoints are: a
+    ``Qwen3_5ForConditionalGeneration`` (config ``architectures`` says so) whose text layers
+    are named ``model.language_model.layers.N``, with a tiny vision tower beside them.
+    """
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, GenerationConfig
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    # Round the vocabulary up so the lm_head's out_features is a multiple of 32 as well.
-    vocab = (len(tokenizer) + 31) // 32 * 32
+    # Round the vocabulary up so the lm_head's out_features is a multiple of 32 as well
+    # (qwen3_5_vl: with room past the tokenizer's last id for the four vision ids).
+    vocab = (len(tokenizer) + (4 if arch == "qwen3_5_vl" else 0) + 31) // 32 * 32
     config = _config(arch, vocab, eos_id, pad_id)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # Auto*ForCausalLM would build a multimodal config's text tower only (model.layers.N).
+    auto = AutoModelForImageTextToText if arch == "qwen3_5_vl" else AutoModelForCausalLM
+    model = auto.from_config(config, dtype=torch.float32)
     model.generation_config = GenerationConfig(
         eos_token_id=[eos_id, pad_id], pad_token_id=pad_id, do_sample=False
     )
@@ -257,16 +291,35 @@ def build_tiny_model(path: Path, arch: str = "qwen3_5", seed: int = 0) -> Path:
     return path
 
 
-def build_tiny_lora(base: Path, path: Path, seed: int = 0, r: int = 8) -> Path:
-    """Write a LoRA adapter for ``base`` whose B matrices are non-zero, so it changes outputs."""
+def build_tiny_lora(base: Path, path: Path, seed: int = 0, r: int = 8, text_only: bool = False) -> Path:
+    """Write a LoRA adapter for ``base`` whose B matrices are non-zero, so it changes outputs.
+
+    The base is loaded with the class its config names, as a trainer loading the checkpoint
+    whole would: for a ``qwen3_5_vl`` base the LoRA then targets the text tower's linear
+    layers by their short names and peft saves them as
+    ``base_model.model.model.language_model.layers.N...`` (the CoPaw-Flash LoRA's layout).
+    ``text_only`` loads the base as a text-only causal LM instead (names ``model.layers.N``).
+    """
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
     path = Path(path)
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    base_config = AutoConfig.from_pretrained(str(base))
+    multimodal = not text_only and base_config.get_text_config() is not base_config
+    auto = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
+    model = auto.from_pretrained(str(base), dtype=torch.float32)
+    targets: Any = "all-linear"
+    if multimodal:  # the text tower only, by short names, as a text LoRA recipe lists them
+        targets = sorted(
+            {
+                name.rsplit(".", 1)[-1]
+                for name, module in model.named_modules()
+                if isinstance(module, torch.nn.Linear) and ".language_model." in name
+            }
+        )
     config = LoraConfig(
-        r=r, lora_alpha=2 * r, target_modules="all-linear", lora_dropout=0.0, task_type="CAUSAL_LM"
+        r=r, lora_alpha=2 * r, target_modules=targets, lora_dropout=0.0, task_type="CAUSAL_LM"
     )
     peft_model = get_peft_model(model, config)
     gen = torch.Generator().manual_seed(seed)

@@ -69,9 +69,16 @@ def load_kwargs(device: str, quantization: str, dtype: Any = None) -> dict[str, 
 
 
 def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Load tokenizer and model as asked; raise with a readable message on failure."""
+    """Load tokenizer and model as asked; raise with a readable message on failure.
+
+    With an adapter, the base is loaded with the class whose module names the adapter was
+    trained on (a multimodal checkpoint whole, or its text tower alone), and the adapter is
+    checked to have applied in full: peft itself only warns when its tensors find no module.
+    """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from ..adapters import adapter_layout, apply_adapter, base_class_for
 
     device, quant = resolve_device(args.device, args.quantization)
     kwargs = load_kwargs(device, quant, None if args.dtype == "auto" else getattr(torch, args.dtype))
@@ -79,15 +86,18 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     for what, ref in (("model", args.model), ("adapter", args.adapter)):
         if ref and ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().exists():
             raise RuntimeError(f"no {what} folder at {ref}")
+    layout = adapter_layout(args.adapter) if args.adapter else None  # fail early on a bad adapter
     log(f"loading {args.model} on {device} ({quant}, {str(dtype).removeprefix('torch.')})")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if not getattr(tokenizer, "chat_template", None):
         raise RuntimeError(f"the tokenizer of {args.model} has no chat template; use a chat/instruct model")
-    model: Any = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
-    if args.adapter:
-        from peft import PeftModel
-
+    model_class = base_class_for(args.model, layout)
+    if layout is not None and layout.language_model:
+        log(f"loading as {model_class.__name__}: the adapter's modules are {layout.prefix}*")
+    model: Any = model_class.from_pretrained(args.model, **kwargs)
+    if layout is not None:
         log(f"loading adapter {args.adapter}")
-        model = PeftModel.from_pretrained(model, args.adapter)
+        model = apply_adapter(model, layout)
+        log(f"adapter applied: all {len(layout.lora_names)} LoRA tensors found their module")
     model.eval()
     return tokenizer, model
