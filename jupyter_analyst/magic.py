@@ -303,6 +303,7 @@ def run_here(
         subject=variable if earlier is None else None,
         keep_failed_cells=args.keep_failed_cells,
         earlier=context,
+        workdir=Path.cwd(),
     )
     with warnings.catch_warnings():  # e.g. tqdm's IProgress warning from huggingface_hub
         warnings.simplefilter("ignore")

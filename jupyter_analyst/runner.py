@@ -209,6 +209,8 @@ def run_analysis(
         prechecks=config.prechecks,
         grounding_gate=config.grounding_gate,
         context_tokens=config.context_tokens,
+        workdir=data.resolve().parent,
+        data_dir=os.path.relpath(data.resolve().parent, output.parent),
     )
     with KernelExecutor(
         cwd=output.parent, timeout=config.cell_timeout, max_output_bytes=config.max_output_bytes

@@ -25,10 +25,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from . import __version__
 from .agent import AgentLoop, Budget, CellAdded, CellExecuted, CellsRemoved, Event, RunFinished, StopReason
+from .agent.dialect import CopawDialect, make_dialect
 from .agent.followup import EarlierRun, render_earlier
 from .agent.loop import context_sizes
 from .agent.precheck import known_frames
@@ -102,6 +104,10 @@ class RunSpec:
     context_tokens: int | None = None
     """The model's window in tokens, which sizes observations and the history trim
     (``agent.loop.context_sizes``); None: the policy's own ``context_tokens``, else 16k."""
+    workdir: Path | None = None
+    """The folder a dialect's file tools (``Read``, ``Glob``, ``Grep``) see; None: the cwd."""
+    data_dir: str = "."
+    """Where the data is, as the kernel's code should name it (the dialect's prompt says it)."""
 
 
 @dataclass
@@ -275,6 +281,9 @@ class Session:
             executor.on_output = self.sink.show_outputs
             window = self.spec.context_tokens or getattr(policy, "context_tokens", None)
             observation_limit, context_chars = context_sizes(window)
+            dialect = make_dialect(getattr(policy, "dialect", None), self.spec.workdir, self.spec.variable)
+            if isinstance(dialect, CopawDialect):
+                dialect.data_dir = self.spec.data_dir
             self.loop = AgentLoop(
                 policy,
                 executor,
@@ -287,6 +296,7 @@ class Session:
                 frames=known_frames(facts),
                 prechecks=self.spec.prechecks,
                 grounding_gate=self.spec.grounding_gate,
+                dialect=dialect,
             )
             task = render_task(facts, self.spec.question, render_earlier(earlier) if earlier else None)
             for event in self.loop.run(task):

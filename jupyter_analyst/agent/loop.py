@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import BackendError
+from .copaw import is_tool_response
+from .dialect import COPAW_CONTINUE, Action, Dialect, NotebookDialect
 from .followup import earlier_of
 from .grounding import Evidence, check_grounding, output_texts
 from .names import (
@@ -48,12 +50,11 @@ from .names import (
     refusal,
 )
 from .observe import DEFAULT_LIMIT, head_tail, observe
-from .parsing import FORMAT_HINT, parse_tool_calls
+from .parsing import FORMAT_HINT
 from .precheck import Prechecker, Verdict
 from .prompts import CONTINUE_MESSAGE, SYSTEM_PROMPT, grounding_return, split_task
 from .tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT, TOOLS
 from .types import (
-    AssistantTurn,
     CellAdded,
     CellExecuted,
     CellResult,
@@ -166,8 +167,11 @@ class AgentLoop:
         frames: Mapping[str, Sequence[str]] | None = None,
         prechecks: bool = True,
         grounding_gate: bool = True,
+        dialect: Dialect | None = None,
     ) -> None:
         self.policy = policy
+        self.dialect: Dialect = dialect or NotebookDialect()
+        """How the model's replies become actions and its results messages (``agent.dialect``)."""
         self.executor = executor
         self.budget = budget or Budget()
         self.tools = tools if tools is not None else TOOLS
@@ -196,6 +200,9 @@ class AgentLoop:
         """Text of the non-error outputs of the run's cells: the gate's evidence."""
         self._question = ""
         self._facts = ""
+        self._answered: list[tuple[ToolCall, str]] = []
+        """The current turn's results, written into the history when the turn is done."""
+        self._acted = False
         self.messages: list[Message] = []
         self.finished: RunFinished | None = None
         self.step = 0
@@ -205,10 +212,8 @@ class AgentLoop:
 
     def run(self, task: str) -> Iterator[Event]:
         """Yield events until the run ends; the last one is always :class:`RunFinished`."""
-        self.messages = [
-            {"role": "system", "content": self.system_prompt},
-            {"role": "user", "content": task},
-        ]
+        self.messages = self.dialect.opening(self.system_prompt, task)
+        self._acted = False
         self._start = time.monotonic()
         self._tally = tally = _Tally()
         self.step = 0
@@ -235,28 +240,37 @@ class AgentLoop:
             try:
                 fit_context(self.messages, self._budget_chars, meter=self._meter, trim_to=self.context_trim)
                 sent = sum(map(self._meter.size, self.messages))
-                turn = self.policy(self.messages, self.tools)
+                turn = self.policy(self.messages, self.dialect.tools(self.tools))
                 self._calibrate(sent, turn.usage.prompt_tokens)
             except BackendError as exc:
                 yield self.finish(StopReason.MODEL_ERROR, detail=str(exc))
                 return
             tally.tokens += turn.usage.total
-            calls, problem = self._calls_of(turn)
-            tally.malformed += int(bool(problem) and problem != CONTINUE_MESSAGE)
+            decoded = self.dialect.decode(turn, self._acted)
+            problem = decoded.problem
+            tally.malformed += int(bool(problem) and problem not in (CONTINUE_MESSAGE, COPAW_CONTINUE))
+            calls = decoded.calls or [a.call for a in decoded.actions if a.call is not None]
             yield ModelReplied(step, turn, calls, round(time.monotonic() - t0, 3), problem)
-            self.messages.append(_assistant_message(turn, calls))
+            self.messages.append(self.dialect.assistant_message(turn, decoded))
             if self.should_stop():  # stopped while the model was answering: act on nothing
                 yield self.finish(StopReason.STOPPED)
                 return
-            if not calls:
+            if not decoded.actions:
                 self.messages.append({"role": "user", "content": problem})
                 continue
-            for call in calls:
-                outcome = yield from self._act(step, call, tally)
+            self._answered = []
+            self._acted = True
+            for action in decoded.actions:
+                if action.call is None:  # answered by the dialect itself: no cell
+                    self._answered.append((ToolCall("observation", {}), self.dialect.observe(action)))
+                    continue
+                outcome = yield from self._act(step, action, tally, decoded.final)
                 if outcome is not None:
+                    self._answer(decoded.final)
                     reason, answer, detail = outcome
                     yield self.finish(reason, answer, detail)
                     return
+            self._answer(decoded.final)
 
     def finish(self, reason: StopReason, answer: str | None = None, detail: str = "") -> RunFinished:
         """The run's last record with what it really spent so far.
@@ -295,20 +309,17 @@ class AgentLoop:
             return StopReason.MAX_TIME
         return None
 
-    @staticmethod
-    def _calls_of(turn: AssistantTurn) -> tuple[list[ToolCall], str]:
-        """The calls to act on, or the message telling the model why there are none."""
-        if turn.tool_calls:
-            return list(turn.tool_calls), ""
-        parsed = parse_tool_calls(turn.content)
-        if parsed.calls:
-            turn.content = parsed.content
-            turn.reasoning = turn.reasoning or parsed.reasoning
-            return parsed.calls, ""
-        return [], parsed.error or CONTINUE_MESSAGE
+    def _answer(self, final: bool) -> None:
+        """Put the turn's results into the history, the way the dialect writes them."""
+        self.messages.extend(self.dialect.answers(self._answered, final))
+        self._answered = []
 
-    def _act(self, step: int, call: ToolCall, tally: _Tally) -> Generator[Event, None, _Stop | None]:
-        """Run one tool call; return (reason, answer, detail) when it ends the run."""
+    def _act(
+        self, step: int, action: Action, tally: _Tally, final_turn: bool = False
+    ) -> Generator[Event, None, _Stop | None]:
+        """Run one notebook action; return (reason, answer, detail) when it ends the run."""
+        call = action.call
+        assert call is not None
         problem = _invalid(call)
         if problem:
             tally.malformed += 1
@@ -325,11 +336,12 @@ class AgentLoop:
             tally.unverified = unverified
             source = value if value.lstrip().startswith("#") else f"## Conclusions\n\n{value}"
             yield CellAdded(step, cell_id, "markdown", source, "conclusions", unverified=list(unverified))
-            self._tool_message(call, "ok: the analysis is finished")
+            if not final_turn:  # a dialect that ends with a plain reply gets no acknowledgement
+                self._tool_message(call, "ok: the analysis is finished")
             return StopReason.FINAL_ANSWER, value, ""
         if call.name == MARKDOWN_TOOL:
             yield CellAdded(step, cell_id, "markdown", value, "markdown")
-            self._tool_message(call, "ok: markdown cell added")
+            self._tool_message(call, action.observation or "ok: markdown cell added")
             return None
         verdict = self._checker.check(value) if self.prechecks else Verdict()
         if verdict.catch is not None:  # neither run nor added: the notebook keeps no such cell
@@ -353,6 +365,7 @@ class AgentLoop:
                 self._tool_message(call, "stopped by the user")
                 return StopReason.STOPPED, None, ""
             text = observe(result, self.observation_limit)
+            text = self.dialect.result_text(action, result, text, self.observation_limit)
             self._record(names)
             self._checker.ran(verdict)
             texts = output_texts({"cells": [{"cell_type": "code", "outputs": result.outputs}]})
@@ -403,7 +416,7 @@ class AgentLoop:
         self._budget_chars = int(HISTORY_SHARE * self.context_tokens * chars / prompt_tokens)
 
     def _tool_message(self, call: ToolCall, content: str) -> None:
-        self.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": content})
+        self._answered.append((call, content))
 
 
 def _size(message: Message) -> int:
@@ -449,7 +462,12 @@ def fit_context(
     if total <= budget:
         return
     goal = int(budget * trim_to)
-    tool_indices = [i for i, m in enumerate(messages) if m.get("role") == "tool"]
+    tool_indices = [
+        i
+        for i, m in enumerate(messages)
+        if m.get("role") == "tool"
+        or (m.get("role") == "user" and i > 1 and is_tool_response(m.get("content")))
+    ]
     old_tools = tool_indices[: max(0, len(tool_indices) - keep_recent)]
     for i in old_tools:
         if total <= goal:
@@ -523,10 +541,3 @@ def _invalid(call: ToolCall) -> str:
     if call.name == CODE_TOOL and len(value) > 20_000:
         return "Error: the cell is too long; split it into smaller cells."
     return ""
-
-
-def _assistant_message(turn: AssistantTurn, calls: list[ToolCall]) -> Message:
-    msg: Message = {"role": "assistant", "content": turn.content or ""}
-    if calls:
-        msg["tool_calls"] = [c.to_openai() for c in calls]
-    return msg

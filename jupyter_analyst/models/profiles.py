@@ -50,6 +50,8 @@ class Profile:
     ``max_new_tokens`` and is what ``compile`` needs."""
     compile: bool = False
     """``torch.compile`` the decode step into CUDA graphs (embedded, CUDA, static cache only)."""
+    dialect: Literal["notebook", "copaw"] = "notebook"
+    """The tools and call format the model (its adapter) was trained on (``agent.dialect``)."""
     # Size facts used only for the memory estimate.
     params_b: float = 0.0
     embedding_params_b: float = 0.0
@@ -97,6 +99,7 @@ BUILTIN_PROFILES: dict[str, Profile] = {
             description="The original experiment: CoPaw-Flash-9B + its DataAnalyst LoRA, 4-bit, CUDA",
             model="agentscope-ai/CoPaw-Flash-9B",
             adapter="yash1101/CoPaw-Flash-9B-DataAnalyst-LoRA",
+            dialect="copaw",  # trained on a terminal agent's tools, not ours
             quantization="4bit",
             device="cuda",
             params_b=9.0,

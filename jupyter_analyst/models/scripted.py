@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..agent.copaw import is_tool_response
+from ..agent.dialect import DIALECTS
 from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL
 from ..agent.types import AssistantTurn, Message, ToolCall, ToolSpec
 from ..errors import InputError
@@ -54,6 +56,8 @@ class ScriptedPolicy:
         self.name = name
         self.fallback = fallback
         self.calls = 0
+        self.dialect: str | None = None
+        """The tool dialect of the replayed turns (``agent.dialect``); None: ours."""
 
     def __call__(self, messages: list[Message], tools: list[ToolSpec]) -> AssistantTurn:
         index = sum(1 for m in messages if m.get("role") == "assistant")
@@ -82,7 +86,10 @@ def load_replay(path: str | Path) -> ScriptedPolicy:
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read replay file {p}: {exc}") from None
     steps: list[ScriptStep] = []
+    dialect = data.get("dialect") if isinstance(data, dict) else None
     if isinstance(data, dict) and isinstance(data.get("messages"), list):
+        if dialect is None and any(is_tool_response(m.get("content")) for m in data["messages"]):
+            dialect = "copaw"  # results as <tool_response> user turns: the terminal agent's data
         for m in data["messages"]:
             if m.get("role") != "assistant":
                 continue
@@ -96,7 +103,13 @@ def load_replay(path: str | Path) -> ScriptedPolicy:
             steps.append(_script_item(item, p))
     else:
         raise InputError(f"replay file {p} must hold a JSON list of steps or {{'messages': [...]}}")
-    return ScriptedPolicy(steps, name=f"replay of {p.name}")
+    policy = ScriptedPolicy(steps, name=f"replay of {p.name}")
+    if dialect is not None:
+        if dialect not in DIALECTS:
+            known = ", ".join(DIALECTS)
+            raise InputError(f"replay file {p}: unknown dialect {dialect!r}; use one of {known}")
+        policy.dialect = str(dialect)
+    return policy
 
 
 def _args(raw: Any) -> dict[str, Any]:

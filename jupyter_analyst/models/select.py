@@ -33,6 +33,8 @@ class PolicyChoice:
     temperature: float | None = None
     max_new_tokens: int | None = None
     constrained: bool | None = None
+    dialect: str | None = None
+    """The tool dialect the model was trained on (``agent.dialect``); None: the profile's."""
 
 
 @dataclass
@@ -76,6 +78,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="enforce the tool-call grammar while an embedded model decodes (default: where installed)",
     )
+    g.add_argument(
+        "--dialect",
+        choices=["notebook", "copaw"],
+        help="the tools and call format the model was trained on: notebook (ours, the default) or "
+        "copaw (Bash/Write/Edit/Read/Glob/Grep, the original experiment's adapter); default: the profile's",
+    )
 
 
 def choice_from_args(args: argparse.Namespace) -> PolicyChoice:
@@ -92,6 +100,7 @@ def choice_from_args(args: argparse.Namespace) -> PolicyChoice:
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
         constrained=getattr(args, "constrained", None),
+        dialect=getattr(args, "dialect", None),
     )
 
 
@@ -160,6 +169,7 @@ def _embedded(profile: Profile, choice: PolicyChoice, on_text: Callable[[str], N
         raise
     # A folder trained at a smaller window than the profile's (a scratch model) sizes the run.
     policy.context_tokens = model_context(profile.model, profile.context_length)
+    policy.dialect = profile.dialect  # type: ignore[attr-defined]
     label = profile.model + (f" + {profile.adapter}" if profile.adapter else "")
     note = ""
     if host.kernels.get("fast") is False and str(host.kernels.get("device", "")).startswith("cuda"):
@@ -180,12 +190,24 @@ def _from_profile(
         key = os.environ.get(profile.api_key_env) if profile.api_key_env else None
         handle = _remote(profile.base_url, choice.api_key or key, profile.model, choice, on_text)
         handle.policy.context_tokens = profile.context_length  # type: ignore[attr-defined]
+        handle.policy.dialect = profile.dialect  # type: ignore[attr-defined]
         return handle
     return _embedded(profile, choice, on_text)
 
 
 def build_policy(choice: PolicyChoice, on_text: Callable[[str], None] | None = None) -> PolicyHandle:
-    """Start whatever ``choice`` names (loading a model can take minutes on first use)."""
+    """Start whatever ``choice`` names (loading a model can take minutes on first use).
+
+    The policy carries its tool ``dialect`` (the profile's, a replay's own, or the flag's),
+    which the run core reads to talk to it in the format it was trained on.
+    """
+    handle = _build(choice, on_text)
+    if choice.dialect:
+        handle.policy.dialect = choice.dialect  # type: ignore[attr-defined]
+    return handle
+
+
+def _build(choice: PolicyChoice, on_text: Callable[[str], None] | None) -> PolicyHandle:
     if choice.replay is not None:
         from .scripted import load_replay
 

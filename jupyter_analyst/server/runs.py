@@ -323,6 +323,7 @@ class RunManager:
             facts_timeout=slow,
             keep_failed_cells=req.keep_failed_cells,
             earlier=context,
+            workdir=_notebook_folder(self.serverapp, path),
         )
         run.session = Session(
             run.executor,
@@ -614,3 +615,10 @@ async def maybe_await(value: Any) -> Any:
     if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
         return await value
     return value
+
+
+def _notebook_folder(serverapp: Any, path: str) -> Path | None:
+    """The notebook's folder on disk (what a dialect's ``Read``/``Glob`` see), when the
+    contents manager keeps files on disk."""
+    root = getattr(serverapp.contents_manager, "root_dir", None)
+    return (Path(root) / path).parent if root else None
