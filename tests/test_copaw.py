@@ -28,6 +28,12 @@ def test_bash_commands_go_through_the_command_policy() -> None:
     assert copaw.bash_action("python -c 'print(2)'", ws).code == "print(2)"
     args = copaw.bash_action("python /ws/analysis/a.py --top 5", ws)
     assert args.code.startswith("import sys\nsys.argv = ['/ws/analysis/a.py', '--top', '5']\n")
+    assert copaw.bash_action('python -c "print(3 > 2)"', ws).code == "print(3 > 2)"  # not a redirect
+    piped = copaw.bash_action("python /ws/analysis/a.py 2>&1 | head -50", ws)
+    assert (piped.kind, piped.code) == ("run", "print(1)")  # the loop shortens outputs itself
+    heredoc = copaw.bash_action("python3 << 'EOF'\nimport pandas as pd\nprint(1 | 2)\nEOF", ws)
+    assert (heredoc.kind, heredoc.code) == ("run", "import pandas as pd\nprint(1 | 2)")
+    assert copaw.bash_action("python a.py | sort", ws).kind == "refuse"
     missing = copaw.bash_action("python nope.py", ws)
     assert missing.kind == "error" and "can't open file 'nope.py'" in missing.text
     assert copaw.bash_action("ls -la data | head -5", ws) == copaw.BashAction(
@@ -215,3 +221,25 @@ def test_the_judge_scores_a_copaw_run_like_any_other(penguins_folder: Path) -> N
     assert all(r.startswith("<tool_response>\n") for r in responses)
     assert "Successfully edited analysis/explore.py\n---\n(344, 8)\n43.92" in responses[3]
     assert "Error: refused by the notebook's command policy: installing packages" in responses[4]
+
+
+def test_collect_with_a_copaw_analyst_writes_records_of_that_dialect(penguins_folder: Path) -> None:
+    """A collected CoPaw-dialect run is recorded as that model saw it (no tools list, its own
+    turns), marked with its dialect, and train's default filter keeps it: it ended by itself."""
+    from jupyter_analyst.training.data import load_rows
+    from jupyter_analyst.training.trajectory import TrajectoryFilter, read_trajectories
+
+    done = _cli(
+        "collect", "-o", "traj.jsonl", "--tasks", "penguins-explore", "--replay", "replay.json",
+        "--keep", "finished", "--no-rerun", "--quiet", cwd=penguins_folder,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (record,) = read_trajectories(penguins_folder / "traj.jsonl")
+    assert record["meta"]["dialect"] == "copaw" and record["tools"] == []
+    roles = [m["role"] for m in record["messages"]]
+    assert roles[:2] == ["system", "user"] and "tool" not in roles
+    assert record["meta"]["finished"] is True  # a reply with no call: the dialect's own ending
+    last = record["messages"][-1]
+    assert last["role"] == "assistant" and "<tool_call>" not in last["content"]
+    rows, summary = load_rows([penguins_folder / "traj.jsonl"], TrajectoryFilter(keep="finished"))
+    assert summary.kept == 1, summary.line()

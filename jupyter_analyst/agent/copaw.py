@@ -233,22 +233,50 @@ def _refusal(words: list[str]) -> str:
     )
 
 
+_QUOTED = re.compile(r"'[^']*'|\"(?:\\.|[^\"\\])*\"")
+_HEREDOC = re.compile(
+    r"^\s*(?:cd\s+\S+\s*&&\s*)?(\S*python[\d.]*)\s+(?:-\s+)?<<-?\s*(['\"]?)(\w+)\2[^\n]*\n(.*?)\n\s*\3\s*$",
+    re.DOTALL,
+)
+_TRIMMERS = frozenset({"head", "tail"})
+
+
+def _parts(text: str) -> list[str]:
+    """``text`` split at ``&&``, ``||``, ``;`` and ``|`` outside quotes."""
+    masked = _QUOTED.sub(lambda m: "_" * len(m.group()), text)
+    parts, start = [], 0
+    for m in _SPLIT.finditer(masked):
+        parts.append(text[start : m.start()])
+        start = m.end()
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
 def bash_action(command: str, workspace: Workspace) -> BashAction:
-    """Map one ``Bash`` command through the command policy (see the module docstring)."""
+    """Map one ``Bash`` command through the command policy (see the module docstring).
+
+    A script piped into ``head``/``tail`` runs whole (the loop shortens long outputs itself),
+    and a heredoc fed to ``python`` runs its body.
+    """
     text = command.strip()
-    if ">" in text.replace("2>&1", "").replace("2>/dev/null", ""):
+    heredoc = _HEREDOC.match(text)
+    if heredoc:
+        return BashAction("run", code=heredoc.group(4))
+    masked = _QUOTED.sub(lambda m: "_" * len(m.group()), text)
+    if ">" in masked.replace("2>&1", "").replace("2>/dev/null", "").replace("&>/dev/null", ""):
         return BashAction("refuse", text=_refusal(["tee"]))  # a redirect writes a file
-    parts = [p for p in _SPLIT.split(text) if p]
+    parts = _parts(text)
     while len(parts) > 1 and parts[0].split()[:1] == ["cd"]:
         parts = parts[1:]  # `cd dir && python x.py`: the kernel has its own directory
     try:
-        words = [shlex.split(p) for p in parts]
+        words = [shlex.split(p.replace("2>&1", "").replace("2>/dev/null", "")) for p in parts]
     except ValueError as exc:
         return BashAction("error", text=f"Error: Command failed: {text}\n{exc}")
     if not words or not words[0]:
         return BashAction("error", text="Error: empty command")
     head = PurePosixPath(words[0][0]).name
-    if _PYTHON.match(head) and len(parts) == 1:
+    trimmed = all(w and PurePosixPath(w[0]).name in _TRIMMERS for w in words[1:])
+    if _PYTHON.match(head) and (len(parts) == 1 or ("|" in masked and trimmed)):
         return _python(words[0], text, workspace)
     for w in words:
         if not w or PurePosixPath(w[0]).name not in READ_ONLY:

@@ -29,6 +29,7 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..agent.tools import CODE_TOOL, TOOL_ARGUMENT
 from ..agent.types import AssistantTurn, Message, Policy, ToolCall, ToolSpec
@@ -145,6 +146,12 @@ class TeacherPolicy:
             raise ValueError("the teacher's error rate is a fraction between 0 and 1")
         self.inner, self.rate, self.seed = inner, rate, seed
         self.name = f"{getattr(inner, 'name', 'policy')} (teacher, errors {rate:g})"
+
+    def __getattr__(self, name: str) -> Any:
+        """What the run core reads of a policy (its window, its tool dialect) is the inner one's."""
+        if name in ("context_tokens", "dialect"):
+            return getattr(self.inner, name, None)
+        raise AttributeError(name)
 
     def _mistake_for(self, messages: list[Message], code: str) -> Mistake | None:
         """The mistake planned for this step (the same for the same conversation)."""

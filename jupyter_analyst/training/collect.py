@@ -163,11 +163,13 @@ def collect_one(
         cell_timeout=args.cell_timeout,
         facts=task_facts(outcome.messages),  # judged as eval judges: the data facts are evidence
     )
+    dialect = getattr(policy, "dialect", None) or "notebook"
     record = record_run(
         outcome,
-        TOOLS,
+        TOOLS if dialect == "notebook" else [],  # another dialect's prompt holds its tools
         verdict,
         {
+            **({"dialect": dialect} if dialect != "notebook" else {}),
             "source": "collect",
             "task_id": task.id,
             "dataset": task.dataset,

@@ -8,6 +8,11 @@ messages, or that list as a JSON string). Tool calls may be OpenAI ``tool_calls`
 assistant content (parsed with the loop's own parser). Only trajectories whose calls all
 use our tool names (``add_and_execute_jupyter_code_cell``, ``final_answer``,
 ``add_markdown_cell``) are kept, so what the model learns is what the loop offers.
+
+The CoPaw collector's trajectories (``--dialect copaw``, or detected: the system prompt
+second, results in ``<tool_response>`` user turns) are converted to those tools by
+``copaw_import``; ``--keep-dialect`` writes them in their own dialect instead. A report of
+what converted, why the rest did not, and the calls per tool is printed at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import copaw_import
+from .copaw_import import ImportReport, is_copaw
 from .trajectory import KEEP_CHOICES, BadTrajectory, TrajectoryFilter, TrajectoryWriter, make_record
 
 ROLE_ALIASES = {
@@ -47,6 +54,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--max-chars", type=int, default=200_000, help="drop conversations longer than this")
     p.add_argument("--limit", type=int, help="read at most N rows per file")
+    p.add_argument(
+        "--dialect",
+        choices=("auto", "notebook", "copaw"),
+        default="auto",
+        help="auto: detect the CoPaw collector's trajectories per row (default); notebook: our tools "
+        "or OpenAI tool calls; copaw: the collector's (converted to our notebook tools)",
+    )
+    p.add_argument(
+        "--keep-dialect",
+        action="store_true",
+        help="write CoPaw trajectories in their own dialect (meta dialect=copaw, no tools list) "
+        "to train a copaw-dialect adapter, instead of converting them",
+    )
 
 
 def read_rows(path: Path, column: str = "messages", limit: int | None = None) -> Iterator[dict[str, Any]]:
@@ -137,32 +157,62 @@ def convert(raw_messages: Any) -> list[dict[str, Any]]:
 
 
 def import_file(
-    path: Path, writer: TrajectoryWriter, column: str = "messages", limit: int | None = None
+    path: Path,
+    writer: TrajectoryWriter,
+    column: str = "messages",
+    limit: int | None = None,
+    dialect: str = "auto",
+    keep_dialect: bool = False,
+    report: ImportReport | None = None,
 ) -> Counter[str]:
-    """Convert every row of ``path`` into ``writer``; returns counts by outcome."""
+    """Convert every row of ``path`` into ``writer``; returns counts by outcome.
+
+    CoPaw rows (``dialect``, or detected under ``auto``) go through ``copaw_import`` and are
+    also tallied in ``report``.
+    """
     from ..agent.tools import TOOLS
 
+    report = report if report is not None else ImportReport()
     counts: Counter[str] = Counter()
     for i, row in enumerate(read_rows(path, column, limit)):
-        try:
-            if "__error__" in row:
-                raise BadTrajectory(row["__error__"])
-            messages = convert(row.get(column))
-            tools = row.get("tools")
-            if isinstance(tools, str):
-                tools = json.loads(tools) if tools.strip() else None
-            record = make_record(
-                messages,
-                tools or TOOLS,
-                None,
-                {"source": f"import:{path.name}", "row": i, "original_id": row.get("id")},
-            )
-        except (BadTrajectory, ValueError) as exc:
-            counts[f"skipped: {str(exc)[:60]}"] += 1
-            continue
+        meta = {"source": f"import:{path.name}", "row": i, "original_id": row.get("id")}
+        raw = row.get(column)
+        if "__error__" not in row and (dialect == "copaw" or (dialect == "auto" and is_copaw(raw))):
+            record = _copaw_record(raw, meta, keep_dialect, writer.filters.keep != "any", report)
+            if record is None:  # the reason is in the report
+                counts[f"copaw, not {'kept' if keep_dialect else 'converted'} (see below)"] += 1
+                continue
+        else:
+            try:
+                if "__error__" in row:
+                    raise BadTrajectory(row["__error__"])
+                messages = convert(raw)
+                tools = row.get("tools")
+                if isinstance(tools, str):
+                    tools = json.loads(tools) if tools.strip() else None
+                record = make_record(messages, tools or TOOLS, None, meta)
+            except (BadTrajectory, ValueError) as exc:
+                counts[f"skipped: {str(exc)[:60]}"] += 1
+                continue
         why = writer.write(record)
         counts["imported" if not why else f"skipped: {why}"] += 1
     return counts
+
+
+def _copaw_record(
+    raw: Any, meta: dict[str, Any], keep_dialect: bool, finished: bool, report: ImportReport
+) -> dict[str, Any] | None:
+    """A CoPaw row as a record, converted or kept in its dialect, or None; tallied in ``report``.
+    ``finished``: a kept trajectory must end with a reply."""
+    from ..agent.tools import TOOLS
+
+    outcome = copaw_import.keep(raw, finished) if keep_dialect else copaw_import.convert(raw)
+    report.add(raw, outcome, kept=keep_dialect)
+    if outcome.messages is None:
+        return None
+    # a kept record has no tools list: its system prompt describes the six tools, as in training
+    tools = [] if keep_dialect else TOOLS
+    return make_record(outcome.messages, tools, None, {**meta, **outcome.meta})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,10 +221,17 @@ def run(args: argparse.Namespace) -> int:
     for src in args.sources:
         if not src.exists():
             raise InputError(f"file not found: {src}")
+    # A kept CoPaw record ends with a plain reply: the filter reads its meta's dialect.
     writer = TrajectoryWriter(args.output, TrajectoryFilter(keep=args.keep, max_chars=args.max_chars))
+    report = ImportReport()
     for src in args.sources:
-        counts = import_file(src, writer, args.messages_column, args.limit)
+        counts = import_file(
+            src, writer, args.messages_column, args.limit, args.dialect, args.keep_dialect, report
+        )
         detail = ", ".join(f"{n} {k}" for k, n in counts.most_common()) or "no rows"
         print(f"{src.name}: {detail}", file=sys.stderr)
+    if report.read:
+        for line in report.lines():
+            print(line, file=sys.stderr)
     print(f"wrote {writer.written} trajectories -> {args.output}", file=sys.stderr)
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import __version__
+from ..agent.copaw import is_tool_response
 from ..agent.tools import FINAL_TOOL, TOOLS
 from ..agent.types import Message, ToolSpec
 from ..jsonl import read_records
@@ -122,6 +123,19 @@ def ends_with_final_answer(messages: Sequence[Mapping[str, Any]]) -> bool:
     return False
 
 
+def ends_with_reply(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """The CoPaw dialect's ending: the last assistant turn has no call, after at least one
+    ``<tool_response>`` (that dialect never calls ``final_answer``)."""
+    answered = any(m.get("role") == "user" and is_tool_response(m.get("content")) for m in messages)
+    last = next((m for m in reversed(messages) if m.get("role") == "assistant"), None)
+    return answered and last is not None and "<tool_call>" not in str(last.get("content") or "")
+
+
+def ended_by_itself(messages: Sequence[Mapping[str, Any]], dialect: str | None = None) -> bool:
+    """Whether the run ended the way its dialect ends a run (``final_answer``, or a reply)."""
+    return ends_with_reply(messages) if dialect == "copaw" else ends_with_final_answer(messages)
+
+
 def message_chars(messages: Iterable[Mapping[str, Any]]) -> int:
     """Characters of content and arguments: a cheap, tokenizer-free length."""
     total = 0
@@ -151,7 +165,7 @@ def make_record(
         "version": __version__,
         "chars": message_chars(msgs),
         "turns": sum(1 for m in msgs if m["role"] == "assistant"),
-        "finished": ends_with_final_answer(msgs),
+        "finished": ended_by_itself(msgs, (meta or {}).get("dialect")),
         "verdict": verdict_dict,
         "passed": bool(verdict_dict.get("passed")) if verdict_dict else None,
     }
@@ -205,8 +219,9 @@ class TrajectoryFilter:
             return "no assistant turn"
         if self.keep == "passed" and not meta.get("passed"):
             return "not judged successful" if meta.get("verdict") else "no verdict (unjudged)"
-        if self.keep == "finished" and not ends_with_final_answer(msgs):
-            return "did not end with final_answer"
+        if self.keep == "finished" and not ended_by_itself(msgs, meta.get("dialect")):
+            copaw = meta.get("dialect") == "copaw"
+            return "did not end with a reply" if copaw else "did not end with final_answer"
         if self.max_turns is not None and turns > self.max_turns:
             return f"longer than {self.max_turns} turns"
         if self.max_chars is not None and message_chars(msgs) > self.max_chars:
