@@ -216,6 +216,13 @@ def test_the_judge_scores_a_copaw_run_like_any_other(penguins_folder: Path) -> N
     assert verdict.reproducible is True and verdict.grounded is True, verdict
     assert verdict.answers_correct is True and verdict.natural is True
     assert verdict.passed is True, verdict.detail
+    # The sidebar shows the reply's prose; the history keeps the calls as the model wrote them.
+    from jupyter_analyst.agent import ModelReplied
+
+    shown = [e.turn.content for e in events if isinstance(e, ModelReplied)]
+    assert shown[0] == "Let me first see what files are available."
+    assert not any("<tool_call>" in t for t in shown)
+    assert outcome.messages[2]["content"].endswith('"arguments": {"pattern": "*.csv"}}\n</tool_call>')
     # What the model saw is its own format: results in <tool_response> user turns.
     responses = [m["content"] for m in outcome.messages if m["role"] == "user"][1:]
     assert all(r.startswith("<tool_response>\n") for r in responses)

@@ -47,6 +47,9 @@ class Decoded:
     problem: str = ""
     final: bool = False
     """The reply ended the run without a call (the dialect's way to finish)."""
+    history: str | None = None
+    """The reply's text as it goes into the history, when that differs from what is shown
+    (the shown text has its call blocks taken out)."""
 
 
 class Dialect(Protocol):
@@ -157,10 +160,13 @@ class CopawDialect:
 
     def decode(self, turn: AssistantTurn, acted: bool) -> Decoded:
         calls = list(turn.tool_calls)
-        parsed = parse_tool_calls(turn.content)
+        raw = turn.content or ""
+        parsed = parse_tool_calls(raw)
         if not calls:
             calls = parsed.calls
             turn.reasoning = turn.reasoning or parsed.reasoning
+        if calls:
+            turn.content = parsed.content  # shown without the call blocks; the history keeps them
         if not calls:
             if parsed.error:
                 hint = "Use this EXACT format:\n" + copaw.CALL_FORMAT
@@ -169,7 +175,7 @@ class CopawDialect:
             if acted and text:  # the trained ending: a reply with no call is the final report
                 return Decoded([Action(ToolCall(FINAL_TOOL, {"answer": text}))], [], final=True)
             return Decoded(problem=COPAW_CONTINUE)
-        return Decoded([self._action(c) for c in calls], calls)
+        return Decoded([self._action(c) for c in calls], calls, history=raw)
 
     def _action(self, call: ToolCall) -> Action:
         args = call.arguments
@@ -212,7 +218,7 @@ class CopawDialect:
     def assistant_message(self, turn: AssistantTurn, decoded: Decoded) -> Message:
         if decoded.final:
             return {"role": "assistant", "content": decoded.actions[0].call.arguments["answer"]}  # type: ignore[union-attr]
-        text = turn.content or ""
+        text = decoded.history if decoded.history is not None else (turn.content or "")
         if decoded.calls and "<tool_call>" not in text:  # a server parsed the calls out: put them back
             blocks = [
                 f'<tool_call>\n{{"name": {_json(c.name)}, "arguments": {_json(c.arguments)}}}\n</tool_call>'
