@@ -12,11 +12,16 @@ MEAN_BILL = "43.92"
 """``round(penguins.bill_length_mm.mean(), 2)``: what the fixed script prints."""
 
 SCRIPT = (
+    "import matplotlib.pyplot as plt\n"
     "import pandas as pd\n"
     "\n"
     "data = pd.read_csv('penguins.csv')\n"
     "print(data.shape)\n"
     "print(round(data['bill_len'].mean(), 2))\n"
+    "data.plot.scatter(x='bill_depth_mm', y='flipper_length_mm')\n"
+    "plt.savefig('analysis/depth_vs_flipper.png')\n"
+    "plt.savefig('analysis/depth_vs_flipper.pdf')  # the same figure twice: shown once\n"
+    "plt.close()\n"
 )
 REPORT = f"# Penguin bill lengths\n\nThe average bill length is **{MEAN_BILL} mm** over 344 penguins."
 

@@ -161,24 +161,30 @@ def test_a_copaw_replay_drives_the_headless_cli_to_a_notebook_that_reruns(pengui
     assert roles == [
         ("markdown", "header"),
         ("code", "setup"),
+        ("code", "code"),  # the dialect's own: the scripts' workspace, their saved charts shown
         ("code", "code"),  # the patched script: the failed first run was removed by tidy
         ("code", "code"),  # !head -3 penguins.csv
         ("markdown", "markdown"),  # the report the model wrote
         ("markdown", "conclusions"),
     ], roles
-    script = nb.cells[2].source
+    assert nb.cells[2].source == copaw.SCRIPTS_CELL
+    script = nb.cells[3].source
     assert "data['bill_length_mm']" in script and "bill_len'" not in script
-    assert "".join(o.get("text", "") for o in nb.cells[2].outputs).split() == ["(344,", "8)", MEAN_BILL]
-    assert nb.cells[3].source == "!head -3 penguins.csv"
-    assert nb.cells[4].source == REPORT
-    assert MEAN_BILL in nb.cells[5].source
+    assert "".join(o.get("text", "") for o in nb.cells[3].outputs).split() == ["(344,", "8)", MEAN_BILL]
+    images = [o for o in nb.cells[3].outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1  # saved twice (png, pdf) and closed by the script: shown once
+    assert (penguins_folder / "analysis" / "depth_vs_flipper.pdf").exists()
+    assert nb.cells[4].source == "!head -3 penguins.csv"
+    assert nb.cells[5].source == REPORT
+    assert MEAN_BILL in nb.cells[6].source
     assert not any("pip" in c.source for c in nb.cells)  # the refused install left no cell
     # The notebook re-runs top to bottom on its own, in a fresh kernel.
     from nbclient import NotebookClient
 
     rerun = nbformat.read(penguins_folder / "out.ipynb", as_version=4)
     NotebookClient(rerun, timeout=120, resources={"metadata": {"path": str(penguins_folder)}}).execute()
-    assert MEAN_BILL in "".join(o.get("text", "") for o in rerun.cells[2].outputs)
+    assert MEAN_BILL in "".join(o.get("text", "") for o in rerun.cells[3].outputs)
+    assert len([o for o in rerun.cells[3].outputs if "image/png" in o.get("data", {})]) == 1
 
 
 def test_the_judge_scores_a_copaw_run_like_any_other(penguins_folder: Path) -> None:

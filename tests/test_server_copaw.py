@@ -48,16 +48,18 @@ async def test_a_copaw_replay_works_in_the_live_notebook(
     mine = [c for c in cells if (c.get("metadata", {}).get(META_KEY) or {}).get("run_id") == status["run_id"]]
     kinds = [(c["cell_type"], c["metadata"][META_KEY].get("role")) for c in mine]
     assert kinds == [
+        ("code", "code"),  # the scripts' workspace, their saved charts shown
         ("code", "code"),
         ("code", "code"),
         ("markdown", "markdown"),
         ("markdown", "conclusions"),
     ], kinds
-    assert "data['bill_length_mm']" in mine[0]["source"]
-    printed = "".join(o.get("text", "") for o in mine[0]["outputs"])
+    assert "data['bill_length_mm']" in mine[1]["source"]
+    printed = "".join(o.get("text", "") for o in mine[1]["outputs"])
     assert printed.split() == ["(344,", "8)", MEAN_BILL]
-    assert mine[1]["source"] == "!head -3 penguins.csv" and "species,island" in str(mine[1]["outputs"])
-    assert mine[2]["source"] == REPORT
+    assert sum("image/png" in o.get("data", {}) for o in mine[1]["outputs"]) == 1  # its saved chart
+    assert mine[2]["source"] == "!head -3 penguins.csv" and "species,island" in str(mine[2]["outputs"])
+    assert mine[3]["source"] == REPORT
     # The script ran in the notebook's kernel, not a process of its own: its names are there.
     await wait_idle(jp_serverapp, kernel_id)
     reply = await run_user_cell(jp_serverapp, kernel_id, "print(type(data).__name__, len(data))")

@@ -53,6 +53,22 @@ JOINER = "\n---\n"
 PYTHON = "python"
 """The interpreter the prompt names: any ``python``/``python3`` path runs in the kernel."""
 
+WORKSPACE = "analysis"
+"""The workspace folder the prompt names for scripts (relative to the kernel's folder)."""
+SCRIPTS_CELL = (
+    "# The analyst works in scripts, as in a terminal: their workspace folder, and each chart\n"
+    "# a script saves to a file shown here as well.\n"
+    "import os\n"
+    "\n"
+    "from jupyter_analyst.charts import show_saved_charts\n"
+    "\n"
+    f"os.makedirs({WORKSPACE!r}, exist_ok=True)\n"
+    "show_saved_charts()"
+)
+"""The cell put before the first script run (``jupyter_analyst.charts``): a terminal agent
+writes into its workspace and saves and closes its figures, which would leave the notebook
+without charts."""
+
 CALL_FORMAT = '<tool_call>\n{"name": "ToolName", "arguments": {"param": "value"}}\n</tool_call>'
 
 

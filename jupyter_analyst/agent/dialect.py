@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import copaw
+from .copaw import SCRIPTS_CELL, WORKSPACE
 from .parsing import parse_tool_calls
 from .prompts import CONTINUE_MESSAGE
 from .tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL
@@ -35,6 +36,8 @@ class Action:
     """For a script run: the command the model wrote (its result reads like that process's)."""
     rerun: str = ""
     """A script an ``Edit`` just ran again: this action answers with that run's output."""
+    hidden: bool = False
+    """A cell the dialect adds on its own (not asked for): its result is not told to the model."""
 
 
 @dataclass
@@ -149,10 +152,12 @@ class CopawDialect:
         """Script key -> the output of its latest run (an ``Edit`` runs the patched script)."""
         self._fresh: set[str] = set()
         """Scripts an ``Edit`` just re-ran: the model's next ``python`` of it reads that run."""
+        self._charts = False
+        """Whether the cell that makes the workspace and shows saved charts was added."""
 
     def opening(self, system_prompt: str, task: str) -> list[Message]:
         # The trained prompt replaces ours; the task (question + data facts) is the user turn.
-        prompt = copaw.system_prompt(self.data_dir, "analysis", self.frame)
+        prompt = copaw.system_prompt(self.data_dir, WORKSPACE, self.frame)
         return [{"role": "system", "content": prompt}, {"role": "user", "content": task}]
 
     def tools(self, tools: list[ToolSpec]) -> list[ToolSpec]:
@@ -175,7 +180,15 @@ class CopawDialect:
             if acted and text:  # the trained ending: a reply with no call is the final report
                 return Decoded([Action(ToolCall(FINAL_TOOL, {"answer": text}))], [], final=True)
             return Decoded(problem=COPAW_CONTINUE)
-        return Decoded([self._action(c) for c in calls], calls, history=raw)
+        actions: list[Action] = []
+        for c in calls:
+            action = self._action(c)
+            code = str(action.call.arguments.get("code", "")) if action.call is not None else ""
+            if action.command and code and not code.startswith("!") and not self._charts:
+                self._charts = True  # before the first script: its saved charts show in the notebook
+                actions.append(Action(ToolCall(CODE_TOOL, {"code": SCRIPTS_CELL}), hidden=True))
+            actions.append(action)
+        return Decoded(actions, calls, history=raw)
 
     def _action(self, call: ToolCall) -> Action:
         args = call.arguments

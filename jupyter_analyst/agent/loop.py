@@ -264,7 +264,10 @@ class AgentLoop:
                 if action.call is None:  # answered by the dialect itself: no cell
                     self._answered.append((ToolCall("observation", {}), self.dialect.observe(action)))
                     continue
+                told = len(self._answered)
                 outcome = yield from self._act(step, action, tally, decoded.final)
+                if action.hidden:  # the dialect's own cell: the model didn't ask, it isn't told
+                    del self._answered[told:]
                 if outcome is not None:
                     self._answer(decoded.final)
                     reason, answer, detail = outcome
