@@ -277,7 +277,8 @@ def cmd_models(out: TextIO) -> int:
         mark = "*" if p.name == default.name else " "
         print(f"{mark}{p.name:<25} {mem:>9}  {p.description}", file=out)
         if p.model:
-            print(f"{'':<37}{p.model}" + (f" + {p.adapter}" if p.adapter else ""), file=out)
+            tools = "" if p.dialect == "notebook" else f"  (tools: the {p.dialect} dialect)"
+            print(f"{'':<37}{p.model}" + (f" + {p.adapter}" if p.adapter else "") + tools, file=out)
     print(f"\n* default here: {default.name} ({why})", file=out)
     return EXIT_OK
 

@@ -303,6 +303,7 @@ def test_models_lists_profiles(tmp_path: Path) -> None:
     for name in ("qwen3.5-9b-4bit", "copaw-flash-9b-analyst", "qwen2.5-1.5b-cpu", "baseline"):
         assert name in proc.stdout
     assert "GB GPU" in proc.stdout and "default here:" in proc.stdout
+    assert "DataAnalyst-LoRA  (tools: the copaw dialect)" in proc.stdout  # what that profile runs
 
 
 @pytest.mark.timeout(START_GUARD_S + 2 * STOP_GUARD_S)
