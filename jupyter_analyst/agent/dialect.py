@@ -34,6 +34,8 @@ class Action:
     observation: str = ""
     command: str = ""
     """For a script run: the command the model wrote (its result reads like that process's)."""
+    script: str = ""
+    """For a run of a written file: the file (its latest output is kept for an ``Edit``)."""
     rerun: str = ""
     """A script an ``Edit`` just ran again: this action answers with that run's output."""
     hidden: bool = False
@@ -208,7 +210,8 @@ class CopawDialect:
             if changed and found is not None and found[0] in self._ran:
                 key, code = found  # the patched script runs again, in a new cell
                 self._fresh.add(key)
-                return Action(ToolCall(CODE_TOOL, {"code": code}, id=call.id), observation=said, command=key)
+                rerun = ToolCall(CODE_TOOL, {"code": code}, id=call.id)
+                return Action(rerun, observation=said, command=f"python {key}", script=key)
             return Action(observation=said)
         if call.name == "Read":
             return Action(observation=copaw.read(self.root, str(args["file_path"])))
@@ -223,7 +226,8 @@ class CopawDialect:
         if bash.kind == "run":
             if bash.script in self._fresh:  # just run by the Edit: no second cell, its output
                 return Action(rerun=bash.script)
-            return Action(ToolCall(CODE_TOOL, {"code": bash.code}, id=call.id), command=command)
+            run = ToolCall(CODE_TOOL, {"code": bash.code}, id=call.id)
+            return Action(run, command=command, script=bash.script)
         if bash.kind == "shell":
             return Action(ToolCall(CODE_TOOL, {"code": bash.code}, id=call.id), command=command)
         return Action(observation=bash.text)
@@ -241,16 +245,12 @@ class CopawDialect:
         return {"role": "assistant", "content": text}
 
     def result_text(self, action: Action, result: CellResult, observed: str, limit: int) -> str:
-        if action.observation and action.command in self._fresh:  # the Edit: it says it edited
-            command = f"python {action.command}"
-            self._ran[action.command] = copaw.process_output(result, command, limit, action.command)
-            return action.observation
-        found = copaw.bash_action(action.command, self.workspace) if action.command else None
-        script = found.script if found is not None else ""
-        text = copaw.process_output(result, action.command or "python", limit, script)
-        if script:
-            self._ran[script] = text
-            self._fresh.discard(script)
+        text = copaw.process_output(result, action.command or "python", limit, action.script)
+        if action.script:
+            self._ran[action.script] = text
+            if action.observation:  # an Edit's rerun: told it edited; its next `python` reads this
+                return action.observation
+            self._fresh.discard(action.script)
         return text
 
     def observe(self, action: Action) -> str:
