@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from http.client import responses
 from typing import Any
 
@@ -129,6 +130,11 @@ class DataFramesHandler(_Base):
             )
             return
         kernel_manager = self.settings["kernel_manager"]
+        deadline = time.monotonic() + self.extension.check_timeout
+        while kernel_busy(kernel_manager, kernel_id) and self.manager.ending_on_kernel(kernel_id):
+            if time.monotonic() > deadline:  # busy with our own teardown: wait for it, not the user
+                break
+            await asyncio.sleep(0.05)
         if kernel_busy(kernel_manager, kernel_id):
             raise _error(409, f"the kernel of {path} is busy running a cell; try again when it is idle")
         loop = asyncio.get_running_loop()

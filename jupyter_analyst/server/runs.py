@@ -234,6 +234,12 @@ class RunManager:
         """The active run in this kernel, whatever its notebook (sessions may share a kernel)."""
         return next((r for r in self.runs.values() if r.kernel_id == kernel_id and r.active), None)
 
+    def ending_on_kernel(self, kernel_id: str) -> Run | None:
+        """A run in this kernel that has ended but whose thread still tears down (its silent
+        teardown cell may keep the kernel busy a moment after the run's last event)."""
+        mine = (r for r in self.runs.values() if r.kernel_id == kernel_id)
+        return next((r for r in mine if not r.active and r.executor is not None), None)
+
     def compact_ended(self) -> None:
         """Keep the full event history of the newest ``keep_events`` ended runs only; older
         ones replay just their result (their cells stay in the notebook)."""
