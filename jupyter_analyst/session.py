@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from . import __version__
 from .agent import AgentLoop, Budget, CellAdded, CellExecuted, CellsRemoved, Event, RunFinished, StopReason
-from .agent.dialect import CopawDialect, make_dialect
+from .agent.dialect import make_dialect
 from .agent.followup import EarlierRun, render_earlier
 from .agent.loop import context_sizes
 from .agent.precheck import known_frames
@@ -281,9 +281,9 @@ class Session:
             executor.on_output = self.sink.show_outputs
             window = self.spec.context_tokens or getattr(policy, "context_tokens", None)
             observation_limit, context_chars = context_sizes(window)
-            dialect = make_dialect(getattr(policy, "dialect", None), self.spec.workdir, self.spec.variable)
-            if isinstance(dialect, CopawDialect):
-                dialect.data_dir = self.spec.data_dir
+            dialect = make_dialect(
+                getattr(policy, "dialect", None), self.spec.workdir, self.spec.variable, self.spec.data_dir
+            )
             self.loop = AgentLoop(
                 policy,
                 executor,

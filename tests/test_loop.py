@@ -523,6 +523,26 @@ def test_last_resort_old_outputs_go_down_to_their_first_line_and_every_exchange_
     assert all(f"summary_{n} = " in c for n, c in enumerate(codes))  # names kept
 
 
+def test_a_tool_response_turn_is_shortened_inside_its_wrapper() -> None:
+    """The CoPaw dialect's results are user turns wrapped in <tool_response>: trimming them
+    keeps the wrapper whole, so the model still reads a well-formed result."""
+    from jupyter_analyst.agent.copaw import tool_response
+    from jupyter_analyst.agent.loop import DROPPED, ContextMeter, fit_context
+
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
+    meter = ContextMeter()
+    for step in range(60):
+        messages.append({"role": "assistant", "content": f"step {step}"})
+        out = f"result {step}\n" + "\n".join(f"line {k} " + "x" * 60 for k in range(40))
+        messages.append({"role": "user", "content": tool_response([out])})
+        fit_context(messages, 40_000, meter=meter)
+        assert sum(map(meter.size, messages)) <= 40_000
+    results = [str(m["content"]) for m in messages[2:] if m["role"] == "user"]
+    assert all(r.startswith("<tool_response>\n") and r.endswith("\n</tool_response>") for r in results)
+    assert results[0] == tool_response(["result 0" + DROPPED])
+    assert "line 39" in results[-1]  # recent results stay whole
+
+
 def test_the_budget_is_the_rendered_prompt_counted_by_the_backend() -> None:
     """With the window known, the prompt tokens the backend reports size the history: a
     tokenizer that makes 2 characters a token gets half the characters a 4-character guess

@@ -27,6 +27,7 @@ import fnmatch
 import os
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -131,14 +132,26 @@ Example for running Python:
 </tool_call>"""
 
 
+_OPEN, _CLOSE = "<tool_response>\n", "\n</tool_response>"
+
+
 def tool_response(texts: list[str]) -> str:
     """One user turn holding every result of the turn's calls, as the model saw them."""
-    return "<tool_response>\n" + JOINER.join(texts) + "\n</tool_response>"
+    return _OPEN + JOINER.join(texts) + _CLOSE
 
 
 def is_tool_response(content: object) -> bool:
     """Whether a user message is a ``tool_response`` (the history trim shortens those)."""
     return isinstance(content, str) and content.startswith("<tool_response>")
+
+
+def response_body(content: str) -> tuple[str, Callable[[str], str]]:
+    """The text inside a ``tool_response`` and how to wrap a changed one again (any other
+    content: itself, as is), so shortening a result never cuts the wrapper."""
+    if content.startswith("<tool_response>") and content.endswith("</tool_response>"):
+        inner = content.removeprefix("<tool_response>").removesuffix("</tool_response>")
+        return inner.removeprefix("\n").removesuffix("\n"), lambda body: _OPEN + body + _CLOSE
+    return content, lambda body: body
 
 
 def missing_arguments(name: str, arguments: dict[str, object]) -> str:

@@ -11,13 +11,14 @@ agent's (``agent.copaw``): calls as JSON in the reply's text, every result of a 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from . import copaw
 from .copaw import SCRIPTS_CELL, WORKSPACE
-from .parsing import parse_tool_calls
+from .parsing import FORMAT_HINT, parse_tool_calls
 from .prompts import CONTINUE_MESSAGE
 from .tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL
 from .types import AssistantTurn, CellResult, Message, ToolCall, ToolSpec
@@ -55,6 +56,8 @@ class Decoded:
     history: str | None = None
     """The reply's text as it goes into the history, when that differs from what is shown
     (the shown text has its call blocks taken out)."""
+    malformed: bool = False
+    """The reply tried to call a tool and could not be read (counted as a malformed call)."""
 
 
 class Dialect(Protocol):
@@ -106,7 +109,7 @@ class NotebookDialect:
         else:
             parsed = parse_tool_calls(turn.content)
             if not parsed.calls:
-                return Decoded(problem=parsed.error or CONTINUE_MESSAGE)
+                return Decoded(problem=parsed.error or CONTINUE_MESSAGE, malformed=bool(parsed.error))
             turn.content = parsed.content
             turn.reasoning = turn.reasoning or parsed.reasoning
             calls = parsed.calls
@@ -175,9 +178,9 @@ class CopawDialect:
         if calls:
             turn.content = parsed.content  # shown without the call blocks; the history keeps them
         if not calls:
-            if parsed.error:
+            if parsed.error:  # its own format in the hint, not ours
                 hint = "Use this EXACT format:\n" + copaw.CALL_FORMAT
-                return Decoded(problem=parsed.error.split(" Use exactly")[0] + " " + hint)
+                return Decoded(problem=parsed.error.replace(FORMAT_HINT, hint), malformed=True)
             text = (parsed.content or turn.content or "").strip()
             if acted and text:  # the trained ending: a reply with no call is the final report
                 return Decoded([Action(ToolCall(FINAL_TOOL, {"answer": text}))], [], final=True)
@@ -268,15 +271,15 @@ class CopawDialect:
 
 
 def _json(value: object) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
-def make_dialect(name: str | None, root: Path | None = None, frame: str | None = "df") -> Dialect:
+def make_dialect(
+    name: str | None, root: Path | None = None, frame: str | None = "df", data_dir: str = "."
+) -> Dialect:
     """The dialect a profile names (``None``: ours)."""
     if name in (None, "", "notebook"):
         return NotebookDialect()
     if name == "copaw":
-        return CopawDialect(root, frame)
+        return CopawDialect(root, frame, data_dir)
     raise ValueError(f"unknown tool dialect {name!r}; use one of {', '.join(DIALECTS)}")

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import BackendError
-from .copaw import is_tool_response
-from .dialect import COPAW_CONTINUE, Action, Dialect, NotebookDialect
+from .copaw import is_tool_response, response_body
+from .dialect import Action, Dialect, NotebookDialect
 from .followup import earlier_of
 from .grounding import Evidence, check_grounding, output_texts
 from .names import (
@@ -52,7 +52,7 @@ from .names import (
 from .observe import DEFAULT_LIMIT, head_tail, observe
 from .parsing import FORMAT_HINT
 from .precheck import Prechecker, Verdict
-from .prompts import CONTINUE_MESSAGE, SYSTEM_PROMPT, grounding_return, split_task
+from .prompts import SYSTEM_PROMPT, grounding_return, split_task
 from .tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL, TOOL_ARGUMENT, TOOLS
 from .types import (
     CellAdded,
@@ -248,7 +248,7 @@ class AgentLoop:
             tally.tokens += turn.usage.total
             decoded = self.dialect.decode(turn, self._acted)
             problem = decoded.problem
-            tally.malformed += int(bool(problem) and problem not in (CONTINUE_MESSAGE, COPAW_CONTINUE))
+            tally.malformed += int(decoded.malformed)
             calls = decoded.calls or [a.call for a in decoded.actions if a.call is not None]
             yield ModelReplied(step, turn, calls, round(time.monotonic() - t0, 3), problem)
             self.messages.append(self.dialect.assistant_message(turn, decoded))
@@ -476,9 +476,10 @@ def fit_context(
         if total <= goal:
             return
         content = str(messages[i].get("content") or "")
-        if len(content) <= OLD_OBSERVATION_CHARS or content.endswith(TRIMMED):
+        body, wrap = response_body(content)
+        if len(body) <= OLD_OBSERVATION_CHARS or body.endswith(TRIMMED):
             continue
-        short = head_tail(content, OLD_OBSERVATION_CHARS) + TRIMMED
+        short = wrap(head_tail(body, OLD_OBSERVATION_CHARS) + TRIMMED)
         total -= len(content) - len(short)
         messages[i] = {**messages[i], "content": short}
     cutoff = old_tools[-1] if old_tools else 0  # code older than the kept exchanges
@@ -497,10 +498,10 @@ def fit_context(
         if total <= goal:
             return
         content = str(messages[i].get("content") or "")
-        if content.endswith(DROPPED):
+        body, wrap = response_body(content)
+        if body.endswith(DROPPED):
             continue
-        first = content.split("\n", 1)[0][:STUB_CHARS]
-        stub = first + DROPPED
+        stub = wrap(body.split("\n", 1)[0][:STUB_CHARS] + DROPPED)
         if len(stub) < len(content):
             total -= len(content) - len(stub)
             messages[i] = {**messages[i], "content": stub}

@@ -106,13 +106,18 @@ def render_facts(facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_question(question: str | None) -> str:
+    """``Task: `` and the question (or a general brief), its later lines quoted so that no
+    line of it can pass for a fence."""
+    lines = [line.rstrip() for line in (question or "").strip().splitlines()] or [DEFAULT_TASK]
+    return "Task: " + "\n".join([lines[0], *(QUOTE + line if line else QUOTE.rstrip() for line in lines[1:])])
+
+
 def render_task(facts: dict[str, Any], question: str | None, earlier: str | None = None) -> str:
     """The first user message: the question (or a general brief), then the frame's facts
     fenced off (see the module docstring), then, for a follow-up, the fenced block about
     the run it continues (``agent.followup.render_earlier``)."""
-    lines = [line.rstrip() for line in (question or "").strip().splitlines()] or [DEFAULT_TASK]
-    ask = "\n".join([lines[0], *(QUOTE + line if line else QUOTE.rstrip() for line in lines[1:])])
-    task = f"Task: {ask}\n\n{FACTS_OPEN}\n{render_facts(facts)}\n{FACTS_CLOSE}"
+    task = f"{render_question(question)}\n\n{FACTS_OPEN}\n{render_facts(facts)}\n{FACTS_CLOSE}"
     return f"{task}\n\n{earlier}" if earlier else task
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from ..agent import copaw
 from ..agent.parsing import parse_tool_calls, split_reasoning
-from ..agent.prompts import DEFAULT_TASK, QUOTE, SYSTEM_PROMPT
+from ..agent.prompts import SYSTEM_PROMPT, render_question
 from ..agent.tools import CODE_TOOL, FINAL_TOOL, MARKDOWN_TOOL
 from ..agent.types import Message, ToolCall
 from .trajectory import ends_with_reply
@@ -189,8 +189,7 @@ def _results(content: str, calls: list[ToolCall]) -> list[str]:
     """One result per call. Only a ``Bash`` result can hold the ``---`` joiner itself (``Read``
     numbers its lines, ``Glob``/``Grep`` list paths, ``Write``/``Edit`` say one line), so extra
     parts belong to the turn's one ``Bash`` call; with two or more, the turn can't be aligned."""
-    body = content.strip().removeprefix("<tool_response>").removesuffix("</tool_response>")
-    body = body.removeprefix("\n").removesuffix("\n")
+    body = copaw.response_body(content.strip())[0]
     if len(calls) == 1:
         return [body]
     parts = body.split(copaw.JOINER)
@@ -239,10 +238,7 @@ def _first_episode(body: list[dict[str, str]]) -> tuple[list[_Turn], str, int]:
 def _task(question: str) -> str:
     """The task as ``render_task`` writes its question part (no facts: the collector's are
     unknown); a question already in that form (a live CoPaw run of ours) is kept as it is."""
-    if question.startswith("Task: "):
-        return question
-    lines = [line.rstrip() for line in question.strip().splitlines()] or [DEFAULT_TASK]
-    return "Task: " + "\n".join([lines[0], *(QUOTE + x if x else QUOTE.rstrip() for x in lines[1:])])
+    return question if question.startswith("Task: ") else render_question(question)
 
 
 def _refusal_kind(text: str) -> str:
